@@ -1,0 +1,3 @@
+from gsscreen.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""The ``gsscreen`` command. Thin: each area's sub-commands live in ``gsscreen.commands.<area>`` and import
+their heavy dependencies (torch, OpenCV) only when they run, so ``gsscreen --help`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from gsscreen import __version__
+
+# One module per pipeline area; each exposes ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = ("cohort", "align", "weights", "study", "explain", "report", "readers", "screening")
+
+app = typer.Typer(
+    name="gsscreen",
+    help=(
+        "Screen children's frontal face photos for genetic syndromes (GS).\n\n"
+        "Typical study: `gsscreen cohort from-folders` -> `gsscreen align` -> `gsscreen study` -> "
+        "`gsscreen report`. For one photo: `gsscreen screen PHOTO`. Try `gsscreen demo` first: it runs the "
+        "whole study on a small synthetic cohort built from public-domain portraits.\n\n"
+        "A research tool, not a medical device. Everything runs offline, on this machine."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gsscreen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """gsscreen: genetic-syndrome screening from face photos."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"gsscreen.commands.{_name}").register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

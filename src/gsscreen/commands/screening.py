@@ -1,0 +1,9 @@
+"""`gsscreen` sub-commands for the screening area."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this area's commands to the root app (filled in as the area lands)."""

@@ -1,0 +1,25 @@
+"""Where gsscreen keeps converted weights and caches (never downloaded: always built from local files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir(*parts: str, create: bool = True) -> Path:
+    """Return ``$GSSCREEN_CACHE`` or ``$XDG_CACHE_HOME/gsscreen`` (default ``~/.cache/gsscreen``), joined with parts."""
+    root = os.environ.get("GSSCREEN_CACHE")
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = Path(xdg) / "gsscreen"
+    path = base.joinpath(*parts)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def weights_dir() -> Path:
+    """Folder of converted / imported weights (safetensors)."""
+    return cache_dir("weights")
