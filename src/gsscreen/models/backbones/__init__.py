@@ -1,0 +1,1 @@
+"""Backbone families; every module here is imported by the registry and registers its backbones."""
