@@ -1,9 +1,110 @@
-"""`gsscreen` sub-commands for the cohort area."""
+"""`gsscreen cohort ...`: build a cohort table from folders, and check one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+cohort_app = typer.Typer(
+    help="Build and check cohort tables (image, label, syndrome, subject_id, age_months, sex, photo_date).",
+    no_args_is_help=True,
+)
+
+
+@cohort_app.command("from-folders")
+def from_folders(
+    root: Path = typer.Argument(..., help="Folder holding one sub-folder per group."),
+    gs: list[str] = typer.Option(["down"], "--gs", help="Sub-folder of GS photos (repeatable)."),
+    control: list[str] = typer.Option(["healthy"], "--control", help="Sub-folder of control photos (repeatable)."),
+    output: Path = typer.Option(None, "-o", "--output", help="CSV to write (default: ROOT/cohort.csv)."),
+    syndrome: bool = typer.Option(True, "--syndrome/--no-syndrome", help="Fill 'syndrome' from the GS folder name."),
+) -> None:
+    """Write a cohort CSV listing every image under the named sub-folders (recursively).
+
+    Image paths are written relative to the CSV's folder. No subject ids are known: each photo counts as its own
+    subject (add a subject_id column if children appear in several photos). Run `gsscreen cohort check` next.
+    """
+    from gsscreen.cohort import CohortError, cohort_from_folders, write_cohort_csv
+
+    out = output if output is not None else root / "cohort.csv"
+    try:
+        table = cohort_from_folders(root, gs=tuple(gs), control=tuple(control), syndrome_from_folder=syndrome)
+    except CohortError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    write_cohort_csv(table, out)
+    counts = table["label"].value_counts()
+    typer.echo(f"wrote {out}: {len(table)} photos ({int(counts.get('GS', 0))} GS, "
+               f"{int(counts.get('control', 0))} control)")
+    typer.echo(f"next: gsscreen cohort check {out}")
+
+
+@cohort_app.command("check")
+def check(
+    cohort: Path = typer.Argument(..., help="Cohort CSV."),
+    report: Path = typer.Option(None, "--report", help="Also write every problem to this CSV."),
+    base_dir: Path = typer.Option(None, "--base-dir", help="Folder relative image paths start from "
+                                  "(default: the CSV's folder)."),
+    images: bool = typer.Option(True, "--images/--no-images", help="Open every image (existence, readability, "
+                                "duplicates). --no-images checks the table only."),
+    near_duplicate_distance: int = typer.Option(
+        None, "--near-duplicate-distance", min=0, max=192,
+        help="Max perceptual-hash distance (of 192 bits) reported as near-duplicate (default: 26).",
+    ),
+    no_near_duplicates: bool = typer.Option(False, "--no-near-duplicates", help="Skip the perceptual hash."),
+) -> None:
+    """Print the cohort's summary and every problem; exit 1 if any problem blocks a row, else 0."""
+    from gsscreen.cohort import DEFAULT_NEAR_DUPLICATE_DISTANCE, CohortError, load_cohort
+
+    dist = None if no_near_duplicates else (
+        DEFAULT_NEAR_DUPLICATE_DISTANCE if near_duplicate_distance is None else near_duplicate_distance
+    )
+    try:
+        c = load_cohort(cohort, base_dir=base_dir, check_images=images, near_duplicate_distance=dist,
+                        progress=False)
+    except CohortError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for line in format_summary(c.summary()):
+        typer.echo(line)
+    if c.problems:
+        typer.echo(f"\n{len(c.problems)} problem(s), {len(c.blocking_problems)} blocking "
+                   "(rows are CSV line numbers; line 1 is the header):")
+        for p in c.problems:
+            typer.echo(f"  {p}")
+    else:
+        typer.echo("\nno problems found")
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        c.problems_frame().to_csv(report, index=False)
+        typer.echo(f"problems written to {report}")
+    raise typer.Exit(1 if c.blocking_problems else 0)
+
+
+def format_summary(s: dict) -> list[str]:
+    """Human-readable lines of :meth:`gsscreen.cohort.Cohort.summary`."""
+    lab = s["labels"]
+    lines = [
+        f"cohort: {s['source'] or '(table)'}",
+        f"photos: {s['n_rows']} ({lab['GS']} GS, {lab['control']} control"
+        + (f", {lab['unknown']} without a valid label" if lab["unknown"] else "") + ")",
+        f"usable: {s['n_usable']} ({s['usable_labels']['GS']} GS, {s['usable_labels']['control']} control)",
+        f"subjects: {s['n_subjects']}" + ("" if s["subjects_given"] else
+                                         " (no subject_id for some photos: each counts as its own subject)"),
+    ]
+    if s["syndromes"]:
+        lines.append("syndromes: " + ", ".join(f"{k} {v}" for k, v in s["syndromes"].items()))
+    if s["age_months"]:
+        a = s["age_months"]
+        sd = f" ± {a['sd']:.1f}" if a["sd"] is not None else ""
+        lines.append(f"age (months): n={a['n']}, mean {a['mean']:.1f}{sd}, range {a['min']:g}-{a['max']:g}")
+    if s["sex"]:
+        x = s["sex"]
+        lines.append(f"sex: {x['male']} male, {x['female']} female, {x['unknown']} unknown")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this area's commands to the root app (filled in as the area lands)."""
+    """Attach `gsscreen cohort ...` to the root app."""
+    app.add_typer(cohort_app, name="cohort")

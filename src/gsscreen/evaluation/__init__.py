@@ -1,0 +1,1 @@
+"""Evaluation: metrics, ROC curves with bootstrap CI bands, DeLong tests, reader comparison, demographics."""
