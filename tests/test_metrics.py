@@ -1,0 +1,208 @@
+"""Tests for gsscreen.evaluation.metrics against sklearn and brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+
+from gsscreen.evaluation.metrics import (
+    auc_mann_whitney,
+    binary_metrics,
+    choose_threshold,
+    confusion_matrix,
+    midrank,
+    summarize_folds,
+    threshold_candidates,
+)
+
+
+def _data(seed: int, n: int = 300, decimals: int | None = 2, prevalence: float = 0.4):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < prevalence).astype(int)
+    y[:2] = [0, 1]  # both classes always present
+    p = 1.0 / (1.0 + np.exp(-(rng.normal(size=n) + 1.2 * y)))
+    if decimals is not None:
+        p = np.round(p, decimals)  # ties across classes
+    return y, p
+
+
+def _brute_auc(y, p):
+    pos, neg = p[y == 1], p[y == 0]
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_matches_sklearn_and_brute_force(seed):
+    y, p = _data(seed, decimals=1 if seed % 2 else None)
+    auc = auc_mann_whitney(y, p)
+    assert auc == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert auc == pytest.approx(_brute_auc(y, p), abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=2, max_size=40).filter(
+        lambda rows: len({r[0] for r in rows}) == 2
+    )
+)
+def test_auc_property_against_brute_force(rows):
+    y = np.array([r[0] for r in rows])
+    p = np.array([r[1] for r in rows], dtype=float) / 6.0  # small integer grid -> many ties
+    assert auc_mann_whitney(y, p) == pytest.approx(_brute_auc(y, p), abs=1e-12)
+
+
+def test_midrank_averages_ties():
+    r = midrank(np.array([3.0, 1.0, 3.0, 2.0, 3.0]))
+    np.testing.assert_allclose(r, [4.0, 1.0, 4.0, 2.0, 4.0])
+
+
+def test_auc_extremes_and_flip():
+    y = np.array([0, 0, 1, 1])
+    assert auc_mann_whitney(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auc_mann_whitney(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert auc_mann_whitney(y, np.full(4, 0.5)) == 0.5
+    yy, p = _data(7)
+    assert auc_mann_whitney(yy, -p) == pytest.approx(1.0 - auc_mann_whitney(yy, p))
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.62])
+def test_binary_metrics_match_sklearn(threshold):
+    y, p = _data(3)
+    m = binary_metrics(y, p, threshold)
+    call = (p >= threshold).astype(int)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, call))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, call))
+    assert m["sensitivity"] == m["recall"]
+    assert m["precision"] == pytest.approx(skm.precision_score(y, call))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, call))
+    assert m["specificity"] == pytest.approx(skm.recall_score(1 - y, 1 - call))
+    assert m["auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    tn, fp, fn, tp = skm.confusion_matrix(y, call, labels=[0, 1]).ravel()
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (tp, fp, tn, fn)
+    assert m["n"] == y.size and m["threshold"] == threshold
+
+
+def test_threshold_is_inclusive():
+    y = np.array([0, 1, 1])
+    m = binary_metrics(y, np.array([0.2, 0.5, 0.7]), threshold=0.5)
+    assert m["tp"] == 2 and m["fn"] == 0
+
+
+def test_undefined_ratios_are_nan_not_zero():
+    y = np.array([0, 0, 1, 1])
+    m = binary_metrics(y, np.array([0.1, 0.2, 0.3, 0.4]), threshold=0.9)  # nothing called GS
+    assert math.isnan(m["precision"])
+    assert m["recall"] == 0.0 and m["f1"] == 0.0 and m["specificity"] == 1.0
+    single = binary_metrics(np.array([1, 1]), np.array([0.7, 0.2]))
+    assert math.isnan(single["auc"]) and math.isnan(single["specificity"]) and single["recall"] == 0.5
+
+
+def test_confusion_matrix_layout_matches_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    c = rng.integers(0, 2, 50)
+    np.testing.assert_array_equal(confusion_matrix(y, c), skm.confusion_matrix(y, c, labels=[0, 1]))
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((np.array([0, 1, 2]), np.array([0.1, 0.2, 0.3])), "only 0"),
+        ((np.array([0, 1]), np.array([0.1, np.nan])), "finite"),
+        ((np.array([0, 1]), np.array([0.1, 0.2, 0.3])), "3 values"),
+        ((np.array([[0, 1]]), np.array([0.1, 0.2])), "1-D"),
+        ((np.array([]), np.array([])), "empty"),
+        ((np.array(["GS", "control"]), np.array([0.1, 0.2])), "numbers"),
+    ],
+)
+def test_validation_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        binary_metrics(*args)
+
+
+def test_auc_needs_both_classes():
+    with pytest.raises(ValueError, match="no control"):
+        auc_mann_whitney(np.array([1, 1]), np.array([0.1, 0.2]))
+
+
+def _sweep(y, p):
+    """Brute force: every candidate threshold with its (se, sp, acc, f1)."""
+    out = []
+    for t in threshold_candidates(p):
+        m = binary_metrics(y, p, t)
+        out.append((t, m["recall"], m["specificity"], m["accuracy"], m["f1"]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_choose_threshold_optimises_the_criterion(seed):
+    y, p = _data(seed, n=120)
+    sweep = _sweep(y, p)
+    for method, key in (("youden", lambda r: r[1] + r[2]), ("accuracy", lambda r: r[3]), ("f1", lambda r: r[4])):
+        t = choose_threshold(y, p, method)
+        best = max(key(r) for r in sweep)
+        m = binary_metrics(y, p, t)
+        got = {"youden": m["recall"] + m["specificity"], "accuracy": m["accuracy"], "f1": m["f1"]}[method]
+        assert got == pytest.approx(best)
+        # ties go to the lowest (most sensitive) threshold
+        assert t == min(r[0] for r in sweep if key(r) == pytest.approx(best))
+
+
+def test_choose_threshold_sensitivity_and_specificity_targets():
+    y, p = _data(11, n=200)
+    sweep = _sweep(y, p)
+    t = choose_threshold(y, p, "sensitivity@0.9")
+    m = binary_metrics(y, p, t)
+    assert m["recall"] >= 0.9
+    assert m["specificity"] == max(r[2] for r in sweep if r[1] >= 0.9)
+    t2 = choose_threshold(y, p, "specificity@0.8")
+    m2 = binary_metrics(y, p, t2)
+    assert m2["specificity"] >= 0.8
+    assert m2["recall"] == max(r[1] for r in sweep if r[2] >= 0.8)
+
+
+def test_threshold_candidates_are_between_scores():
+    p = np.array([0.2, 0.4, 0.4, 0.9])
+    c = threshold_candidates(p)
+    np.testing.assert_allclose(c[:-1], [0.2, 0.3, 0.65])
+    assert c[-1] > 0.9 and (p >= c[-1]).sum() == 0
+
+
+def test_choose_threshold_fixed_ignores_the_data():
+    y, p = _data(2, n=40)
+    assert choose_threshold(y, p, "fixed_0.5") == 0.5
+    assert choose_threshold(y, p, "fixed:0.35") == 0.35
+    assert choose_threshold(np.ones(3, dtype=int), np.array([0.1, 0.2, 0.3]), "fixed_0.5") == 0.5  # one class is fine
+
+
+def test_choose_threshold_rejects_unknown_methods():
+    y, p = _data(1, n=30)
+    for bad in ("best", "sensitivity@1.5", "sensitivity=0.9", "fixed"):
+        with pytest.raises(ValueError, match=r"threshold method|\[0, 1\]"):
+            choose_threshold(y, p, bad)
+
+
+def test_summarize_folds_uses_sample_sd_and_skips_nan():
+    folds = [
+        {"accuracy": 0.8, "auc": 0.9, "precision": 0.5, "name": "fold0", "tp": 3},
+        {"accuracy": 0.7, "auc": 0.85, "precision": math.nan, "name": "fold1", "tp": 4},
+        {"accuracy": 0.9, "auc": 0.95, "precision": 0.7, "name": "fold2", "tp": 5},
+    ]
+    s = summarize_folds(folds)
+    assert "name" not in s
+    assert s["accuracy"]["mean"] == pytest.approx(0.8)
+    assert s["accuracy"]["sd"] == pytest.approx(np.std([0.8, 0.7, 0.9], ddof=1))
+    assert s["accuracy"]["values"] == [0.8, 0.7, 0.9]
+    assert s["precision"]["n"] == 2 and s["precision"]["values"][1] is None
+    assert s["precision"]["mean"] == pytest.approx(0.6)
+    assert s["tp"]["mean"] == pytest.approx(4.0)
+    one = summarize_folds([{"auc": 0.9}])
+    assert math.isnan(one["auc"]["sd"])
+    with pytest.raises(ValueError, match="at least one"):
+        summarize_folds([])
