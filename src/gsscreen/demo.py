@@ -185,7 +185,8 @@ def build_demo_cohort(out_dir: str | Path, cfg: DemoCohortConfig | None = None) 
                 photo = identity_jitter(person, lms, np.random.default_rng(subject_rng.integers(2**32)), cfg.jitter)
                 sid = f"{label.lower()}-{s:03d}"
                 fname = f"{sid}-{p}.jpg"
-                cv2.imwrite(str(out / "photos" / fname), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+                bgr = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+                cv2.imwrite(str(out / "photos" / fname), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
                 rows.append(
                     {
                         "image": f"photos/{fname}",
@@ -202,3 +203,40 @@ def build_demo_cohort(out_dir: str | Path, cfg: DemoCohortConfig | None = None) 
     pd.DataFrame(rows).to_csv(csv, index=False)
     (out / "README.txt").write_text(SYNTHETIC_NOTE + "\n", encoding="utf-8")
     return csv
+
+
+def simulate_readers(
+    cohort_csv: str | Path,
+    out_csv: str | Path,
+    readers: tuple[tuple[str, str, float, float], ...] = (
+        ("sim-junior-1", "junior", 0.62, 0.70),
+        ("sim-junior-2", "junior", 0.58, 0.78),
+        ("sim-senior-1", "senior", 0.74, 0.80),
+        ("sim-senior-2", "senior", 0.70, 0.86),
+        ("sim-senior-3", "senior", 0.80, 0.74),
+    ),
+    seed: int = 0,
+) -> Path:
+    """Write a reader-study answers CSV (the columns ``gsscreen readers export`` writes) for SIMULATED readers.
+
+    Each reader is ``(name, role, sensitivity, specificity)``: they call a GS photo GS with probability
+    ``sensitivity`` and a control photo GS with probability ``1 - specificity``, with a 1–5 confidence that is
+    higher, on average, when the call is right. Only for the demo report: real reader studies use
+    ``gsscreen readers serve``. ``photo`` is the image path as written in the cohort CSV.
+    """
+    rng = np.random.default_rng(seed)
+    table = pd.read_csv(cohort_csv)
+    is_gs = table["label"].astype(str).str.strip().str.lower().eq("gs").to_numpy()
+    rows = []
+    for name, role, sens, spec in readers:
+        p_call_gs = np.where(is_gs, sens, 1 - spec)
+        call_gs = rng.random(len(table)) < p_call_gs
+        correct = call_gs == is_gs
+        conf = np.clip(np.round(rng.normal(np.where(correct, 3.8, 2.6), 0.9)), 1, 5).astype(int)
+        secs = rng.uniform(2.0, 8.0, size=len(table)).round(2)
+        for img, gs, c, s in zip(table["image"], call_gs, conf, secs, strict=True):
+            rows.append({"reader": name, "role": role, "photo": img, "answer": "GS" if gs else "control",
+                         "confidence": int(c), "seconds": float(s)})
+    out = Path(out_csv)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    return out

@@ -1,0 +1,137 @@
+"""Physicians against the model for the report: Table 2's physician rows and the points of the ROC figure.
+
+Each reader is compared with the model on the photos that reader answered, with the model's call at the
+threshold of the fold in which each photo was a test photo (the study's own calls), so McNemar's test pairs the
+same decisions the study reports. The statistics come from :mod:`gsscreen.evaluation.readers`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from gsscreen.report import figures as F
+from gsscreen.report.run import RunData, finite, match_photos, photo_key
+
+if TYPE_CHECKING:
+    from gsscreen.report.html import ModelNumbers
+
+READER_COLUMNS = ("reader", "role", "photo", "answer")
+POSITION_TEXT = {"above": "yes, above (better)", "below": "yes, below (worse)", "inside": "no (inside)"}
+
+
+@dataclass
+class ReaderComparison:
+    """``table``: one row per reader (see :func:`compare`); ``points``: their ROC points; ``html``: Table 2's
+    physician rows as a rendered table; ``problems``: answers that could not be used."""
+
+    table: pd.DataFrame
+    points: list[F.ReaderPoint]
+    html: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def read_answers(path: Path) -> pd.DataFrame:
+    """The readers CSV (as ``gsscreen readers export`` writes it); raises ValueError naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"readers file not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype={"reader": str, "role": str, "photo": str, "answer": str})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: cannot read CSV ({exc})") from exc
+    missing = [c for c in READER_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+    return df
+
+
+def compare(answers: pd.DataFrame, run: RunData, band: Any) -> tuple[pd.DataFrame, list[str]]:
+    """Per-reader metrics, band position, McNemar vs the model and (with confidences) DeLong vs the model.
+
+    Answers for photos that are not among the study's test predictions are left out and reported in the
+    returned problems. Returns ``(table, problems)``; the table has the columns of
+    :func:`gsscreen.evaluation.readers.reader_metrics` plus ``band_position, band_lo, band_hi, mcnemar_p,
+    mcnemar_b, mcnemar_c, delong_p, reader_auc, model_auc``.
+    """
+    from gsscreen.evaluation.readers import mcnemar_test, reader_delong, reader_metrics, reader_point_vs_band
+
+    pred = run.predictions.set_index("photo")
+    a = answers.copy()
+    a["photo"] = a["photo"].map(photo_key)
+    matched = match_photos(sorted(set(a["photo"])), list(pred.index))
+    problems: list[str] = []
+    unknown = sorted(set(a["photo"]) - set(matched))
+    if unknown:
+        problems.append(
+            f"{len(unknown)} answered photo(s) are not among the study's test photos and were left out, "
+            f"e.g. {unknown[0]}"
+        )
+    a = a[a["photo"].isin(matched)].copy()
+    if a.empty:
+        raise ValueError("none of the readers' photos is among the study's test photos (check the photo names)")
+    a["photo"] = a["photo"].map(matched)
+    truth = pred["label"]
+    base = reader_metrics(a, truth)
+    rows = []
+    for rec in base.to_dict("records"):
+        g = a[a["reader"] == rec["reader"]]
+        y = pred.loc[g["photo"], "y"].to_numpy()
+        model_call = pred.loc[g["photo"], "called"].to_numpy()
+        reader_call = np.array([1 if str(v).strip().lower() in ("gs", "1") else 0 for v in g["answer"]])
+        mc = mcnemar_test(y, reader_call, model_call)
+        rec.update(mcnemar_p=mc.p_value, mcnemar_b=mc.b, mcnemar_c=mc.c)
+        if finite(rec["sensitivity"]) and finite(rec["specificity"]):
+            pos = reader_point_vs_band(rec["sensitivity"], rec["specificity"], band)
+            rec.update(band_position=pos["position"], band_lo=pos["band_lo"], band_hi=pos["band_hi"])
+        conf = pd.to_numeric(g["confidence"], errors="coerce") if "confidence" in g.columns else None
+        n1 = int(y.sum())
+        if conf is not None and conf.notna().all() and min(n1, len(y) - n1) >= 2:
+            d = reader_delong(y, conf.to_numpy(), pred.loc[g["photo"], "p_gs"].to_numpy(), g["answer"].to_numpy())
+            rec.update(delong_p=d.p_value, reader_auc=d.auc1, model_auc=d.auc2)
+        rows.append(rec)
+    return pd.DataFrame(rows), problems
+
+
+def reader_rows(readers_csv: Path, run: RunData, nums: ModelNumbers) -> ReaderComparison:
+    """Read the readers CSV and compare every reader with the model (see :func:`compare`)."""
+    from gsscreen.report.html import METRIC_HEADERS, esc, fmt, fmt_p, table_html
+
+    table, problems = compare(read_answers(readers_csv), run, nums.band)
+    points = [
+        F.ReaderPoint(str(r["reader"]), str(r.get("role", "")), 1.0 - float(r["specificity"]), float(r["sensitivity"]))
+        for r in table.to_dict("records")
+        if finite(r.get("sensitivity")) and finite(r.get("specificity"))
+    ]
+    header = ["Physician", "Role", "n", *[METRIC_HEADERS[m] for m in ("accuracy", "recall", "specificity",
+                                                                      "precision", "f1")],
+              "Outside model's 95% band", "McNemar p vs model", "DeLong p vs model"]
+    body = []
+    for r in table.to_dict("records"):
+        pos = r.get("band_position")
+        band_txt = POSITION_TEXT.get(str(pos), "–") if isinstance(pos, str) else "–"
+        if isinstance(pos, str) and finite(r.get("band_lo")):
+            band_txt += f" [{fmt(r['band_lo'])}–{fmt(r['band_hi'])}]"
+        delong = r.get("delong_p")
+        delong_txt = "–" if delong is None or (isinstance(delong, float) and math.isnan(delong)) else fmt_p(delong)
+        if delong_txt != "–" and finite(r.get("reader_auc")):
+            delong_txt += f" (AUC {fmt(r['reader_auc'])} vs {fmt(r['model_auc'])})"
+        body.append([
+            r["reader"], r.get("role", ""), r.get("n", ""), fmt(r["accuracy"]), fmt(r["sensitivity"]),
+            fmt(r["specificity"]), fmt(r["precision"]), fmt(r["f1"]), band_txt, fmt_p(r.get("mcnemar_p")),
+            delong_txt,
+        ])
+    html = table_html(header, body, caption="Table 2 (continued). Physicians on the same test photos")
+    html += (
+        '<p class="meta">Band: the model\'s 95% bootstrap band of sensitivity, read at the physician\'s '
+        "specificity (above = better than the model). McNemar: the physician's calls against the model's calls "
+        "(each photo at its fold's threshold) on the photos the physician answered. DeLong: the physician's "
+        "answer + 1–5 confidence as a 10-level score against the model's P(GS), where confidences were given.</p>"
+    )
+    if problems:
+        html += '<ul class="notes">' + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>"
+    return ReaderComparison(table=table, points=points, html=html, problems=problems)
