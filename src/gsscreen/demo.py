@@ -27,7 +27,8 @@ from gsscreen.examples import EXAMPLE_NAMES, example_image
 
 SYNTHETIC_NOTE = (
     "SYNTHETIC COHORT: every photo is a morphed copy of one of two public-domain adult portraits. "
-    "The numbers show that the pipeline works; they say nothing about real children or real syndromes."
+    "Ages and sexes are random labels. The numbers show that the pipeline works; they say nothing about real "
+    "children or real syndromes."
 )
 
 
@@ -178,7 +179,9 @@ def build_demo_cohort(out_dir: str | Path, cfg: DemoCohortConfig | None = None) 
                 person = _warp(img, dysmorphic_field(img.shape[:2], lms, k))
             else:
                 person = img
+            # Ages and sexes are random labels (both portraits show adult women): they exercise Table 1 only.
             age = int(subject_rng.integers(24, 180))
+            sex = "M" if subject_rng.random() < 0.5 else "F"
             for p in range(cfg.photos_per_subject):
                 if made >= cfg.n_per_class:
                     break
@@ -194,7 +197,7 @@ def build_demo_cohort(out_dir: str | Path, cfg: DemoCohortConfig | None = None) 
                         "syndrome": "synthetic-dysmorphic" if label == "GS" else "",
                         "subject_id": sid,
                         "age_months": age,
-                        "sex": "F",  # both portraits are of women
+                        "sex": sex,
                         "source_portrait": base,
                     }
                 )
