@@ -158,6 +158,10 @@ def test_every_problem_kind_reported_at_once(tmp_path, astronaut):
     s = c.summary()
     assert s["n_blocking"] == len(c.blocking_problems) == 9  # lines 4, 5, 6, 7, 8, 10, 13, 14, 15
     assert s["problems"]["near_duplicate"] == 1
+    # the near-duplicate row names the photo it looks like, so the splits can keep both in one subset
+    src = c.table.set_index("source_row")
+    assert src.loc[12, "near_duplicate_of"] == src.loc[11, "image"]
+    assert src["near_duplicate_of"].notna().sum() == 1
 
 
 def test_same_photo_with_two_labels_blocks_both(tmp_path):

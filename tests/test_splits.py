@@ -105,3 +105,23 @@ def test_identical_files_share_a_subset_even_under_different_subjects() -> None:
     for seed in range(5):
         out = assign_subsets(table, 5, seed)
         assert out.loc[[2, 10, 20], "subset"].nunique() == 1
+
+
+def test_near_duplicates_share_a_subset_even_after_filtering():
+    n = 40
+    table = pd.DataFrame({
+        "image": [f"/p/{i}.jpg" for i in range(n)],
+        "label": ["GS" if i % 2 else "control" for i in range(n)],
+        "subject_id": [f"s{i}" for i in range(n)],
+        "near_duplicate_of": pd.array([None] * n, dtype="string"),
+    })
+    pairs = [(3, 17), (4, 30), (9, 11)]
+    for a, b in pairs:
+        table.loc[b, "near_duplicate_of"] = f"/p/{a}.jpg"
+    # Drop a few unrelated rows and re-index, as the study does after alignment failures.
+    kept = table.drop(index=[0, 1, 2]).sample(frac=1, random_state=0).reset_index(drop=True)
+    for seed in range(5):
+        out = assign_subsets(kept, n_folds=5, seed=seed)
+        subset = dict(zip(out["image"], out["subset"], strict=True))
+        for a, b in pairs:
+            assert subset[f"/p/{a}.jpg"] == subset[f"/p/{b}.jpg"]

@@ -47,7 +47,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("image", "label")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("syndrome", "subject_id", "age_months", "sex", "photo_date")
 
 # Columns load_cohort adds to the table (not written back by Cohort.to_csv).
-INTERNAL_COLUMNS: tuple[str, ...] = ("source_row", "label_raw", "subject_inferred", "sha256", "phash")
+INTERNAL_COLUMNS: tuple[str, ...] = (
+    "source_row", "label_raw", "subject_inferred", "sha256", "phash", "near_duplicate_of"
+)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -718,8 +720,12 @@ def load_cohort(
 
     sha: list[str | None] = [None] * n
     ph: list[int | None] = [None] * n
+    # near_dup[j] = image of the row that row j looks like (a leak between folds unless both share a subset).
+    near_dup: list[str | None] = [None] * n
     if check_images:
-        _check_images(resolved, files, first_at, labels, table, add, sha, ph, near_duplicate_distance, rows, progress)
+        _check_images(resolved, files, first_at, labels, table, add, sha, ph, near_duplicate_distance, rows, progress,
+                      near_dup)
+    table["near_duplicate_of"] = pd.array(near_dup, dtype="string")
     table["sha256"] = pd.array(sha, dtype="string")
     table["phash"] = pd.array([None if h is None else f"{h:048x}" for h in ph], dtype="string")
 
@@ -739,6 +745,7 @@ def _check_images(
     near_duplicate_distance: int | None,
     rows: np.ndarray,
     progress: bool,
+    near_dup: list[str | None],
 ) -> None:
     # Each distinct file is read once (rows repeating a path share its result).
     unique = sorted(first_at.items(), key=lambda kv: kv[1])
@@ -791,6 +798,8 @@ def _check_images(
         if subjects[i] == subjects[j] or sha[i] == sha[j]:
             continue
         note = "" if labels[i] == labels[j] else f"; labels differ ({labels[i]} vs {labels[j]})"
+        if near_dup[j] is None:
+            near_dup[j] = resolved[i]
         add(j, "near_duplicate",
             f"looks like line {rows[i]} ({written[i]}), subject {subjects[i]!r} vs {subjects[j]!r}: "
             f"perceptual-hash distance {d}/192{note}; keep both in one fold or drop one")

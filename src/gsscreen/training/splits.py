@@ -17,7 +17,8 @@ def _subject_keys(table: pd.DataFrame) -> pd.Series:
     """One group key per photo: its subject; a photo without ``subject_id`` is its own subject.
 
     Byte-identical photos (equal ``sha256``, when the cohort table has that column) are merged into one group
-    even under different subject ids, so a duplicated file can never sit in train and test at once.
+    even under different subject ids, so a duplicated file can never sit in train and test at once; so are
+    near-duplicate photos (``near_duplicate_of``: the image a photo looks like, from the cohort's perceptual hash).
     """
     if "subject_id" in table.columns:
         sid = table["subject_id"]
@@ -25,7 +26,7 @@ def _subject_keys(table: pd.DataFrame) -> pd.Series:
         keys = ("s:" + sid.astype(str)).where(~missing, "i:" + table["image"].astype(str))
     else:
         keys = "i:" + table["image"].astype(str)
-    if "sha256" not in table.columns:
+    if "sha256" not in table.columns and "near_duplicate_of" not in table.columns:
         return keys
     parent: dict[str, str] = {}
 
@@ -34,10 +35,20 @@ def _subject_keys(table: pd.DataFrame) -> pd.Series:
             k = parent[k]
         return k
 
-    for _, grp in keys.groupby(table["sha256"].astype(str).where(table["sha256"].notna(), None)):
-        ks = sorted({root(k) for k in grp})
-        for k in ks[1:]:
-            parent[k] = ks[0]
+    def union(ks: set[str]) -> None:
+        roots = sorted({root(k) for k in ks})
+        for k in roots[1:]:
+            parent[k] = roots[0]
+
+    if "sha256" in table.columns:
+        for _, grp in keys.groupby(table["sha256"].astype(str).where(table["sha256"].notna(), None)):
+            union(set(grp))
+    if "near_duplicate_of" in table.columns:
+        # Keyed by image path, so filtered or re-indexed copies of the cohort table still match.
+        by_image = dict(zip(table["image"].astype(str), keys, strict=True))
+        for key, other in zip(keys, table["near_duplicate_of"], strict=True):
+            if pd.notna(other) and str(other) in by_image:
+                union({key, by_image[str(other)]})
     return keys.map(root)
 
 
