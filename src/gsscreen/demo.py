@@ -38,8 +38,8 @@ class DemoCohortConfig:
 
     n_per_class: int = 40  # photos per class (GS, control)
     photos_per_subject: int = 1  # >1 exercises the subject-grouped splits
-    morph_strength: float = 1.0  # scales every GS trait; 0 makes the classes identical
-    morph_spread: float = 0.35  # per-subject strength varies uniformly in [1-spread, 1+spread]
+    morph_strength: float = 0.55  # scales every GS trait; 0 makes the classes identical
+    morph_spread: float = 0.7  # per-subject strength varies uniformly in [1-spread, 1+spread]
     jitter: float = 1.0  # scales the identity jitter
     seed: int = 0
 

@@ -257,6 +257,14 @@ def find_cohort_csv(run_dir: Path, config: dict[str, Any], photos: list[str] | N
     ``cohort.csv`` in the run folder, its parent, or the photos' common folder and up to 3 levels above it.
 
     A candidate is only a guess: the report uses it for Table 1 only when it lists the study's photos."""
+    recorded = run_dir / "cohort_source.json"  # written by ``gsscreen study`` when the cohort came from a file
+    if recorded.is_file():
+        try:
+            p = Path(json.loads(recorded.read_text(encoding="utf-8"))["cohort_csv"])
+            if p.is_file():
+                return p
+        except (ValueError, KeyError, TypeError):
+            pass
     for key, value in _walk_strings(config):
         if "cohort" in key.lower() and value.lower().endswith(".csv"):
             p = _existing(value, run_dir)

@@ -306,6 +306,10 @@ def run_study(
     fp = cohort_fingerprint(table, ext_entries)
     cfg_dict = to_dict(cfg)
     resumed = rf.check_or_claim(run_dir, cfg_dict, config_hash(cfg), fp)
+    source = getattr(cohort, "source", None)
+    if source is not None:
+        # Where the cohort table came from: the report reads Table 1's ages and sexes from it.
+        rf.atomic_write_json(run_dir / "cohort_source.json", {"cohort_csv": str(Path(source).resolve())})
     with _log_to(run_dir / "study.log"):
         log.info("study %s in %s (config %s, cohort %s)", "resumed" if resumed else "started", run_dir,
                  config_hash(cfg), fp)
