@@ -1,9 +1,123 @@
-"""`gsscreen` sub-commands for the screening area."""
+"""`gsscreen` sub-commands for the screening area: ``export`` (run folder → model pack), ``screen`` (photos →
+P(GS), call, heatmap, quality flags) and ``serve`` (the local screening web app + JSON API)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def _parse_age_range(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.replace("–", "-").split("-", 1))
+    except ValueError:
+        raise typer.BadParameter(f"age range must look like 24-120 (months), got {text!r}") from None
+    if not 0 <= lo <= hi:
+        raise typer.BadParameter(f"age range needs 0 <= low <= high, got {text!r}")
+    return lo, hi
+
+
+def _load(model: Path | None):  # -> ScreeningModel
+    from gsscreen.modelpack import ModelPackError, load_model_pack
+    from gsscreen.screening import resolve_model
+
+    try:
+        path, is_demo = resolve_model(model)
+    except FileNotFoundError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
+    if is_demo:
+        typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
+                    "demonstration, not a medical device)", err=True, fg="yellow")
+    try:
+        return load_model_pack(path)
+    except ModelPackError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished `gsscreen study` run folder."),
+    output: str = typer.Option(..., "-o", "--output", help="model.gss (a zip) or DIR/ (a folder)."),
+    folds: str = typer.Option("all", help="all: ensemble of every fold model; best: the best fold on validation."),
+    threshold_rule: str = typer.Option(
+        "pooled", help="pooled: the study's rule on pooled out-of-fold validation predictions; mean: mean of the "
+        "folds' validation thresholds."),
+    name: str | None = typer.Option(None, help="Model name (default: the run folder's name)."),
+    description: str = typer.Option("", help="What the model screens for, one line."),
+    age_range: str | None = typer.Option(None, help="Ages of the training cohort in months, e.g. 12-180."),
+    cohort: Path | None = typer.Option(None, help="Cohort CSV to read the age range from (age_months)."),
+    demo: bool = typer.Option(False, help="Write the demo model's card (Down syndrome only, not a medical device)."),
+) -> None:
+    """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
+    from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, read_model_pack
+
+    cfg = ExportConfig(folds=folds, threshold_rule=threshold_rule, name=name, demo=demo,
+                       age_range_months=_parse_age_range(age_range), cohort=str(cohort) if cohort else None,
+                       description=description)
+    try:
+        out = export_model_pack(run_dir, output, cfg)
+        info = read_model_pack(out).info
+    except (ModelPackError, FileNotFoundError) as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
+    size = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
+    typer.echo(f"wrote {out} ({size / 1e6:.1f} MB): {info['backbone']}, {info['n_folds']} fold model(s), "
+               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})")
+
+
+def screen(
+    photos: list[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
+    age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
+    no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
+    output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
+) -> None:
+    """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags."""
+    from gsscreen.screening import DISCLAIMER, ScreenConfig, format_table, screen_batch
+
+    if age_months is not None and age_months < 0:
+        raise typer.BadParameter("--age-months must be >= 0")
+    m = _load(model)
+    cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
+                       heatmap=not no_heatmap, out_dir=str(output), quality=m.quality)
+    table = screen_batch(m, cfg, progress=True)
+    typer.echo(f"model {m.model_id}: threshold {m.threshold:.4f}")
+    typer.echo(format_table(table))
+    n_bad = int(table["p_gs"].isna().sum())
+    typer.echo(f"\n{len(table) - n_bad} photo(s) screened, {n_bad} not screened; results in {output}/results.csv "
+               f"and results.json" + ("" if no_heatmap else f", heatmaps in {output}/heatmaps/"))
+    typer.secho(DISCLAIMER, fg="yellow")
+
+
+def serve(
+    model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    token: str | None = typer.Option(None, envvar="GSSCREEN_TOKEN",
+                                      help="API token (Authorization: Bearer); required off loopback."),
+    audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
+    max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+) -> None:
+    """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
+    from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
+
+    cfg = ScreenAppConfig(model=str(model) if model else None, host=host, port=port, token=token,
+                          audit_db=str(audit_db), max_upload_mb=max_upload_mb)
+    try:
+        check_bind(cfg)
+    except ValueError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
+    m = _load(model)
+    serve_app(cfg, m)
+
+
 def register(app: typer.Typer) -> None:
-    """Attach this area's commands to the root app (filled in as the area lands)."""
+    """Attach this area's commands to the root app."""
+    app.command("export")(export)
+    app.command("screen")(screen)
+    app.command("serve")(serve)

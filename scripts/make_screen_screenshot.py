@@ -1,0 +1,74 @@
+"""Screenshot of the screening app's result page for the astronaut photo → ``docs/screen_result.png``.
+
+Uses the shipped demo model when installed (rerun this script after the demo model lands), else ``--model``, else a
+FaceNet pack with random heads (the page layout and heatmap pipeline are real; its P(GS) is meaningless).
+
+    .venv/bin/python scripts/make_screen_screenshot.py [--model M] [--out docs/screen_result.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screen_result.png")
+    args = ap.parse_args()
+
+    import uvicorn
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from gsscreen.examples import example_image
+    from gsscreen.modelpack import load_model_pack
+    from gsscreen.screening import demo_model_path
+    from gsscreen.web.screen_app import ScreenAppConfig, create_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="screen_shot_"))
+    pack = args.model or (demo_model_path() if demo_model_path().is_file() else None)
+    if pack is None:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from bench_screen import facenet_pack
+
+        pack = facenet_pack(tmp)
+    app = create_app(ScreenAppConfig(audit_db=str(tmp / "audit.sqlite")), load_model_pack(pack))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    photo = tmp / "astronaut.jpg"
+    Image.fromarray(example_image("astronaut")).save(photo, quality=92)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 860, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.set_input_files("#photo", str(photo))
+            page.fill("input[name=age_months]", "36")
+            page.click("button[type=submit]")
+            page.wait_for_selector("#p-gs", timeout=120_000)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(args.out), full_page=True)
+            browser.close()
+    finally:
+        server.should_exit = True
+    print(f"wrote {args.out} (model: {pack})")
+
+
+if __name__ == "__main__":
+    main()

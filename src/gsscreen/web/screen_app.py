@@ -1,0 +1,531 @@
+"""The local screening app: drop a photo, get P(GS), the call, the heatmap and the quality flags; plus a JSON API
+(``POST /api/screen``) for hospital systems, described by ``/openapi.json`` and an offline docs page at ``/docs``.
+
+Design points:
+
+- **Offline**: every page, script and style comes from this package (``web/screen/``); FastAPI's Swagger UI (which
+  loads from a CDN) is replaced by a small local page that renders the OpenAPI schema. A Content-Security-Policy
+  of ``'self'`` (plus ``data:`` images) makes the browser refuse anything else.
+- **Photos never touch the disk**: the request body is read into memory with a size limit and the multipart form
+  is parsed in memory (Starlette's own form parser spools files above 1 MB to a temporary file, so it is not
+  used); the image is decoded from bytes. The SQLite audit log keeps time, the photo's SHA-256, the model id, the
+  result and the flags — never pixels.
+- **Clear 4xx errors, never a 500 or a 200 that hides an error**: too large → 413, not an image (sniffed from the
+  magic bytes, not the client's header) → 415, empty / truncated / corrupt / no face → 422, decompression bomb
+  (pixel count from the header) → 413.
+- **Bound to 127.0.0.1 by default**; on any other interface a token is required (``Authorization: Bearer``,
+  compared with :func:`hmac.compare_digest`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import io
+import ipaddress
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+if TYPE_CHECKING:
+    from gsscreen.screening import ScreeningModel, ScreenResult
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "screen"
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+MIN_TOKEN_LENGTH = 16
+#: Multipart framing allowed on top of the photo itself (boundaries, part headers, the age field).
+_FORM_OVERHEAD = 64 * 1024
+
+# Magic bytes of the accepted formats (the client's Content-Type is never trusted).
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"BM", 0, "image/bmp"),
+    (b"II*\x00", 0, "image/tiff"),
+    (b"MM\x00*", 0, "image/tiff"),
+)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The image MIME type from the first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, off, mime in _MAGIC:
+        if data[off:off + len(magic)] == magic:
+            return mime
+    return None
+
+
+@dataclass
+class ScreenAppConfig:
+    """Settings of ``gsscreen serve``.
+
+    Attributes:
+        model: model pack path (None = the shipped demo model).
+        host, port: where to listen (loopback by default; elsewhere ``token`` is required).
+        token: API token; when set, every data endpoint needs ``Authorization: Bearer <token>``.
+        audit_db: SQLite audit log (time, photo SHA-256, model id, result, flags; no pixels).
+        max_upload_mb: largest accepted photo, MB (larger → 413).
+        max_pixels: largest accepted pixel count, read from the header before decoding (larger → 413).
+        heatmap: compute the Grad-CAM heatmap by default.
+    """
+
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    audit_db: str = "screen_audit.sqlite"
+    max_upload_mb: float = 20.0
+    max_pixels: int = 40_000_000
+    heatmap: bool = True
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(cfg: ScreenAppConfig) -> None:
+    """Refuse a non-loopback host without a token, and a token too short to resist guessing (``ValueError``)."""
+    if cfg.token is not None and len(cfg.token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"--token must be at least {MIN_TOKEN_LENGTH} characters (e.g. `python -c \"import secrets; "
+                         "print(secrets.token_urlsafe(24))\"`)")
+    if not is_loopback(cfg.host) and not cfg.token:
+        raise ValueError(f"refusing to listen on {cfg.host} without --token: other machines could reach the app. "
+                         "Give --token (clients send `Authorization: Bearer <token>`) or keep --host 127.0.0.1")
+
+
+# ------------------------------------------------------------------------------------------------ audit log
+
+
+class AuditLog:
+    """Append-only SQLite log of screenings: no pixel data, only the photo's SHA-256 and the outcome."""
+
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        photo_sha256 TEXT,
+        photo_bytes INTEGER,
+        model_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        p_gs REAL,
+        call TEXT,
+        flags TEXT NOT NULL,
+        problem TEXT
+    )"""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as con:
+            con.execute(self.SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=10)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    def record(self, *, channel: str, sha256: str | None, n_bytes: int | None, model_id: str, status: int,
+               p_gs: float | None = None, call: str | None = None, flags: list[str] | None = None,
+               problem: str | None = None) -> None:
+        row = (datetime.now(UTC).isoformat(timespec="milliseconds"), channel, sha256, n_bytes, model_id, status, p_gs,
+               call, json.dumps(flags or []), problem)
+        with self._lock, self._connect() as con:
+            con.execute("INSERT INTO audit (time, channel, photo_sha256, photo_bytes, model_id, status, p_gs, call, "
+                        "flags, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute("SELECT * FROM audit ORDER BY id")]
+
+
+# ------------------------------------------------------------------------------------------------ requests
+
+
+class UploadError(Exception):
+    """A request the app refuses: HTTP ``status``, a machine-readable ``code`` and a human ``detail``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.audited = False  # set once the refusal is in the audit log
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body in memory, refusing more than ``limit`` bytes (413) before reading it all."""
+    cl = request.headers.get("content-length")
+    if cl is not None:
+        try:
+            if int(cl) > limit:
+                raise UploadError(413, "too_large", f"upload of {int(cl)} bytes exceeds the {limit} byte limit")
+        except ValueError:
+            raise UploadError(400, "bad_request", "invalid Content-Length header") from None
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise UploadError(413, "too_large", f"upload exceeds the {limit} byte limit")
+    return bytes(buf)
+
+
+def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, str | None]]:
+    """Parse a ``multipart/form-data`` body in memory: ``{field: (bytes, filename or None)}`` (first of each)."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise UploadError(400, "bad_request", "multipart/form-data without a boundary")
+    parts: dict[str, tuple[bytes, str | None]] = {}
+    cur: dict[str, Any] = {}
+
+    def on_part_begin() -> None:
+        cur.clear()
+        cur.update(headers={}, data=bytearray(), field=b"", value=b"")
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        cur["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        cur["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        cur["headers"][cur["field"].decode("latin-1").lower()] = cur["value"]
+        cur["field"], cur["value"] = b"", b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        cur["data"] += data[start:end]
+
+    def on_part_end() -> None:
+        _, disp = parse_options_header(cur["headers"].get("content-disposition", b""))
+        name = disp.get(b"name", b"").decode("utf-8", "replace")
+        fname = disp.get(b"filename")
+        if name and name not in parts:
+            parts[name] = (bytes(cur["data"]), fname.decode("utf-8", "replace") if fname is not None else None)
+
+    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
+                 "on_header_value": on_header_value, "on_header_end": on_header_end,
+                 "on_part_data": on_part_data, "on_part_end": on_part_end}
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as exc:  # python-multipart raises its own error types for malformed bodies
+        raise UploadError(400, "bad_request", f"malformed multipart body ({exc})") from None
+    return parts
+
+
+async def extract_photo(request: Request, cfg: ScreenAppConfig) -> tuple[bytes, dict[str, str]]:
+    """The photo's bytes and the other (text) form fields, from a multipart form (field ``photo`` or ``file``)
+    or a raw image body."""
+    body = await read_body(request, cfg.max_upload_bytes + _FORM_OVERHEAD)
+    ctype = request.headers.get("content-type", "")
+    fields: dict[str, str] = {}
+    if ctype.lower().startswith("multipart/form-data"):
+        parts = parse_multipart(body, ctype)
+        key = "photo" if "photo" in parts else "file" if "file" in parts else None
+        if key is None:
+            raise UploadError(422, "no_photo", "the form has no `photo` file field")
+        data = parts[key][0]
+        fields = {k: v[0].decode("utf-8", "replace").strip() for k, v in parts.items() if k not in ("photo", "file")}
+    else:
+        data = body
+    if len(data) > cfg.max_upload_bytes:
+        raise UploadError(413, "too_large", f"photo of {len(data)} bytes exceeds the {cfg.max_upload_bytes} byte limit")
+    if not data:
+        raise UploadError(422, "empty", "the uploaded photo is empty (0 bytes)")
+    if sniff_image_type(data) is None:
+        raise UploadError(415, "unsupported_type", "not a supported image: the data is not JPEG, PNG, WebP, GIF, "
+                          "BMP or TIFF (checked from its first bytes, not from the declared content type)")
+    return data, fields
+
+
+def _age(value: str | float | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        age = float(value)
+    except (TypeError, ValueError):
+        raise UploadError(422, "bad_age", f"age_months must be a number, got {value!r}") from None
+    if not 0 <= age <= 300:
+        raise UploadError(422, "bad_age", f"age_months must be between 0 and 300, got {age:g}")
+    return age
+
+
+def _png_b64(rgb: Any) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class FaceInfo(BaseModel):
+    box: list[float] = Field(description="face box x0, y0, x1, y1 in original-photo pixels")
+    iod_px: float = Field(description="inter-ocular distance in original-photo pixels")
+    yaw: float = Field(description="nose offset from the eye midpoint along the eye line / inter-ocular distance")
+    roll_deg: float = Field(description="eye-line angle, degrees")
+    n_faces: int = Field(description="faces found in the photo")
+    detector_score: float
+
+
+class ScreenResponse(BaseModel):
+    """The screening of one photo."""
+
+    p_gs: float = Field(description="P(GS): the ensemble's probability of a genetic syndrome, 0–1")
+    suspected: bool = Field(description="p_gs >= threshold")
+    call: str = Field(description="'GS suspected — refer for genetic evaluation' or 'no GS signal'")
+    threshold: float = Field(description="the model's decision threshold (chosen on validation data)")
+    model_id: str
+    fold_p_gs: list[float] = Field(description="P(GS) of each fold model")
+    flags: list[str] = Field(description="quality flag codes, e.g. several_faces, small_face, head_turned")
+    flag_messages: list[str] = Field(description="the flags in words")
+    face: FaceInfo
+    photo_sha256: str = Field(description="SHA-256 of the uploaded bytes (as written to the audit log)")
+    heatmap_png_base64: str | None = Field(None, description="Grad-CAM overlay on the aligned face, PNG, base64")
+    disclaimer: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in words")
+    code: str = Field(description="too_large, unsupported_type, empty, unreadable, no_face, bad_age, unauthorized…")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse, "description": d}
+    for s, d in ((401, "missing or wrong API token"), (413, "photo too large (bytes or pixels)"),
+                 (415, "not an image (sniffed from the magic bytes)"),
+                 (422, "empty, truncated or corrupt image, no face found, or a bad age"))
+}
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["photo"],
+                "properties": {"photo": {"type": "string", "format": "binary",
+                                         "description": "the photo (JPEG, PNG, WebP, GIF, BMP, TIFF)"},
+                               "age_months": {"type": "number", "description": "age in months (optional)"}}}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+# ------------------------------------------------------------------------------------------------ the app
+
+
+def _page(name: str, **values: str) -> str:
+    return Template((STATIC_DIR / name).read_text(encoding="utf-8")).substitute(**values)
+
+
+def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
+    """The FastAPI app screening with ``model`` (see the module docstring)."""
+    audit = AuditLog(cfg.audit_db)
+    lock = threading.Lock()  # one screening at a time: torch already uses every core
+    app = FastAPI(
+        title="gsscreen screening API",
+        version=str(model.info.get("gsscreen_version", "")),
+        description=("Screen a child's frontal face photo for signs of a genetic syndrome (GS). "
+                     "Research tool, not a medical device. Photos are processed in memory and never stored."),
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+    )
+    app.mount("/screen-static", StaticFiles(directory=STATIC_DIR), name="screen-static")
+    app.state.audit = audit
+    app.state.model = model
+    app.state.cfg = cfg
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        resp = await call_next(request)
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    def authorised(request: Request, form_token: str | None = None) -> bool:
+        if not cfg.token:
+            return True
+        got = request.headers.get("authorization", "")
+        presented = got[7:].strip() if got[:7].lower() == "bearer " else (form_token or "")
+        return hmac.compare_digest(presented.encode(), cfg.token.encode())
+
+    def run_screen(data: bytes, age: float | None, heatmap: bool) -> ScreenResult:
+        with lock:
+            return model.screen_file(data, age_months=age, heatmap=heatmap, max_pixels=cfg.max_pixels)
+
+    async def screen_bytes(data: bytes, age: float | None, heatmap: bool, channel: str) -> ScreenResult:
+        sha = hashlib.sha256(data).hexdigest()
+        res = await run_in_threadpool(run_screen, data, age, heatmap)
+        if res.ok:
+            audit.record(channel=channel, sha256=sha, n_bytes=len(data), model_id=model.model_id, status=200,
+                         p_gs=res.p_gs, call=res.call, flags=res.flags)
+            return res
+        problem = res.problem or "not screened"
+        if "no_face" in res.flags:
+            status, code = 422, "no_face"
+        elif "too large" in problem:
+            status, code = 413, "too_large"
+        else:
+            status, code = 422, "unreadable"
+        audit.record(channel=channel, sha256=sha, n_bytes=len(data), model_id=model.model_id, status=status,
+                     flags=res.flags, problem=problem)
+        err = UploadError(status, code, ("no face found in the photo: " if code == "no_face" else "") + problem)
+        err.audited = True
+        raise err
+
+    def refuse(exc: UploadError, channel: str, data: bytes | None = None) -> None:
+        # Refusals before screening are audited too (without a hash when no photo was read).
+        if exc.audited:
+            return
+        audit.record(channel=channel, sha256=hashlib.sha256(data).hexdigest() if data else None,
+                     n_bytes=len(data) if data is not None else None, model_id=model.model_id, status=exc.status,
+                     problem=exc.detail)
+
+    # --- JSON API
+    @app.post("/api/screen", response_model=ScreenResponse, responses=_ERRORS, openapi_extra=_UPLOAD_SCHEMA,
+              summary="Screen one photo", tags=["screening"])
+    async def api_screen(request: Request, age_months: float | None = None, heatmap: bool = True) -> Any:
+        """Upload one photo as `multipart/form-data` (field `photo`, optional `age_months`) or as the raw request
+        body; get P(GS), the call, quality flags and (unless `heatmap=false`) the Grad-CAM overlay as a base64 PNG.
+        Requires `Authorization: Bearer <token>` when the server was started with a token."""
+        if not authorised(request):
+            return _json_error(UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)"))
+        data = None
+        try:
+            data, fields = await extract_photo(request, cfg)
+            age = _age(fields.get("age_months")) if age_months is None else _age(age_months)
+            res = await screen_bytes(data, age, heatmap, "api")
+        except UploadError as exc:
+            refuse(exc, "api", data)
+            return _json_error(exc)
+        body = {**res.to_dict(), "photo_sha256": hashlib.sha256(data).hexdigest(),
+                "heatmap_png_base64": _png_b64(res.overlay) if res.overlay is not None else None}
+        return ScreenResponse.model_validate(body)
+
+    @app.get("/api/model", summary="The model in use", tags=["screening"], responses={401: _ERRORS[401]})
+    async def api_model(request: Request) -> Any:
+        """Name, backbone, threshold, folds, cross-validated metrics and age range of the loaded model pack."""
+        if not authorised(request):
+            return _json_error(UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)"))
+        return model.summary()
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # --- pages
+    def common() -> dict[str, str]:
+        demo = ('<p class="demo">Demonstration model: Down syndrome only, web-collected labels. Not for patients.</p>'
+                if model.is_demo else "")
+        return {"model_id": html.escape(model.model_id), "demo_note": demo}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        token_field = ('<label>API token <input type="password" name="token" autocomplete="off" required></label>'
+                       if cfg.token else "")
+        return HTMLResponse(_page("index.html", token_field=token_field, **common()))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_page("docs.html", **common()))
+
+    @app.post("/screen", response_class=HTMLResponse, include_in_schema=False)
+    async def screen_page(request: Request) -> HTMLResponse:
+        data = None
+        try:
+            data, fields = await extract_photo(request, cfg)
+            if not authorised(request, fields.get("token")):
+                raise UploadError(401, "unauthorized", "missing or wrong API token")
+            age = _age(fields.get("age_months"))
+            heatmap = fields.get("heatmap", "on") != "off"
+            res = await screen_bytes(data, age, heatmap, "web")
+        except UploadError as exc:
+            refuse(exc, "web", data)
+            return HTMLResponse(_page("error.html", status=str(exc.status), detail=html.escape(exc.detail),
+                                      **common()), status_code=exc.status)
+        return HTMLResponse(_result_html(res, model))
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(_request: Request, exc: UploadError) -> JSONResponse:
+        return _json_error(exc)
+
+    return app
+
+
+def _json_error(exc: UploadError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status)
+
+
+def _result_html(res: ScreenResult, model: ScreeningModel) -> str:
+    assert res.p_gs is not None
+    flags = "".join(f"<li>{html.escape(m)}</li>" for m in res.flag_messages) or \
+        '<li class="ok">no photo-quality problems found</li>'
+    heat = (f'<figure><img id="heatmap" src="data:image/png;base64,{_png_b64(res.overlay)}" '
+            'alt="Grad-CAM heatmap over the aligned face"><figcaption>Where the model looked (Grad-CAM, mean of the '
+            'fold models)</figcaption></figure>' if res.overlay is not None else "")
+    crop = (f'<figure><img id="crop" src="data:image/png;base64,{_png_b64(res.crop)}" alt="the aligned face">'
+            '<figcaption>Aligned face</figcaption></figure>' if res.crop is not None else "")
+    demo = ('<p class="demo">Demonstration model: Down syndrome only, web-collected labels. Not for patients.</p>'
+            if model.is_demo else "")
+    return _page(
+        "result.html",
+        verdict_class="suspected" if res.suspected else "clear",
+        call=html.escape(res.call),
+        p_gs=f"{res.p_gs:.3f}",
+        p_pct=f"{100 * res.p_gs:.0f}",
+        threshold=f"{res.threshold:.3f}",
+        thr_pct=f"{100 * res.threshold:.1f}",
+        folds=html.escape(", ".join(f"{p:.3f}" for p in res.fold_p_gs)),
+        flags=flags,
+        heatmap=heat,
+        crop=crop,
+        seconds=f"{res.seconds:.2f}",
+        model_id=html.escape(res.model_id),
+        demo_note=demo,
+    )
+
+
+def serve_app(cfg: ScreenAppConfig, model: ScreeningModel) -> None:
+    """Run the app with uvicorn until interrupted (checks the bind address and token first)."""
+    import uvicorn
+
+    check_bind(cfg)
+    app = create_app(cfg, model)
+    print(f"gsscreen screening app on http://{cfg.host}:{cfg.port}/  (API docs: /docs; Ctrl+C stops)")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")

@@ -1,0 +1,211 @@
+"""Model packs: export from a run folder, the threshold rules, faithful reload, and refusal of bad packs."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from screen_support import fabricate_run
+
+from gsscreen.modelpack import (
+    FORMAT_VERSION,
+    TAMPERED,
+    ExportConfig,
+    ModelPackError,
+    export_model_pack,
+    load_model_pack,
+    read_model_pack,
+    sha256_bytes,
+)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    return fabricate_run(tmp_path / "run", folds=3, unfreeze_from=4)
+
+
+def _rewrite_zip(src: Path, dst: Path, info: dict | None = None, weights: bytes | None = None) -> Path:
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    if info is not None:
+        members["model.json"] = json.dumps(info).encode()
+    if weights is not None:
+        members["weights.safetensors"] = weights
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    return dst
+
+
+def test_export_zip_contents_and_pooled_threshold(run: Path, tmp_path: Path) -> None:
+    from gsscreen.evaluation.metrics import choose_threshold
+
+    out = export_model_pack(run, tmp_path / "m.gss", ExportConfig(name="t"))
+    with zipfile.ZipFile(out) as z:
+        assert sorted(z.namelist()) == ["MODEL_CARD.md", "model.json", "weights.safetensors"]
+        info = json.loads(z.read("model.json"))
+        blob = z.read("weights.safetensors")
+    assert info["format_version"] == FORMAT_VERSION
+    assert info["weights_sha256"] == sha256_bytes(blob)
+    assert info["backbone"] == "tiny" and info["input_size"] == 64 and info["n_folds"] == 3
+    # The pooled out-of-fold validation predictions, with the study's rule.
+    val = pd.concat([pd.read_csv(run / "folds" / f"fold_{k}" / "predictions.csv").query("set == 'val'")
+                     for k in range(3)])
+    assert info["threshold_rule"] == "pooled_validation"
+    assert info["threshold"] == pytest.approx(choose_threshold(val["y"].to_numpy(), val["p_gs"].to_numpy(), "youden"))
+    names = set(info["tensors"])
+    assert {n.split(".")[0] for n in names} == {"fold0", "fold1", "fold2", "frozen"}
+    # tiny is random-init: its frozen body (body.1-3) is stored once; trained parts (body.4, head) per fold.
+    assert any(n.startswith("frozen.body.1.") for n in names)
+    assert not any(n.startswith("frozen.head.") or n.startswith("frozen.body.4.") for n in names)
+    assert "fold2.head.classifier.weight" in names
+
+
+def test_threshold_rules_and_best_fold(run: Path, tmp_path: Path) -> None:
+    mean = read_model_pack(export_model_pack(run, tmp_path / "a.gss", ExportConfig(threshold_rule="mean"))).info
+    assert mean["threshold_rule"] == "mean_of_fold_thresholds"
+    assert mean["threshold"] == pytest.approx(np.mean([0.45, 0.47, 0.49]))
+    best = read_model_pack(export_model_pack(run, tmp_path / "b.gss", ExportConfig(folds="best"))).info
+    # fold 2 has the best *validation* AUC (0.8); it keeps its own validation threshold
+    assert best["n_folds"] == 1 and best["folds"][0]["run_fold"] == 2
+    assert best["threshold"] == pytest.approx(0.49)
+    assert all(n.startswith(("fold0.", "frozen.")) for n in best["tensors"])
+
+
+def test_reload_reproduces_each_fold_model(run: Path, tmp_path: Path) -> None:
+    from gsscreen.training.run_folder import load_fold_model
+
+    pack = load_model_pack(export_model_pack(run, tmp_path / "m.gss"))
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    got = pack.predict_tensor_views(x)
+    for k in range(3):
+        ref = load_fold_model(run / "folds" / f"fold_{k}")
+        with torch.no_grad():
+            want = torch.softmax(ref(x), dim=1)[:, 1].numpy()
+        np.testing.assert_allclose(got[:, k], want, rtol=1e-5, atol=1e-6)
+    # fold models share one frozen body in memory
+    assert pack.models[0].body[1] is pack.models[2].body[1]
+    assert pack.models[0].head is not pack.models[1].head
+
+
+def test_folder_pack_equals_zip_pack(run: Path, tmp_path: Path) -> None:
+    z = load_model_pack(export_model_pack(run, tmp_path / "m.gss"))
+    folder = export_model_pack(run, str(tmp_path / "packdir") + "/")
+    assert folder.is_dir() and (folder / "weights.safetensors").is_file() and (folder / "MODEL_CARD.md").is_file()
+    f = load_model_pack(folder)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(z.predict_tensor(x), f.predict_tensor(x))
+
+
+def test_model_card(run: Path, tmp_path: Path) -> None:
+    out = export_model_pack(run, tmp_path / "m.gss", ExportConfig(demo=True, age_range_months=(12, 120)))
+    card = read_model_pack(out).card
+    assert "not a medical device" in card
+    assert "Down syndrome only" in card and "web-collected" in card and "gsscreen study" in card
+    assert "0.810 ± 0.040" in card  # AUC mean ± SD from metrics.json
+    assert "12–120 months" in card
+    plain = read_model_pack(export_model_pack(run, tmp_path / "p.gss")).card
+    assert "Down syndrome only" not in plain and "age range" in plain.lower()
+
+
+def test_tampered_weights_refused(run: Path, tmp_path: Path) -> None:
+    out = export_model_pack(run, tmp_path / "m.gss")
+    with zipfile.ZipFile(out) as z:
+        blob = bytearray(z.read("weights.safetensors"))
+    blob[-5] ^= 0x01  # one bit of one weight
+    bad = _rewrite_zip(out, tmp_path / "bad.gss", weights=bytes(blob))
+    with pytest.raises(ModelPackError, match=re.escape(TAMPERED)) as e:
+        load_model_pack(bad)
+    assert TAMPERED in str(e.value) and "bad.gss" in str(e.value)
+
+
+def test_shape_mismatch_names_the_tensor(run: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load, save
+
+    out = export_model_pack(run, tmp_path / "m.gss")
+    contents = read_model_pack(out)
+    tensors = load(zipfile.ZipFile(out).read("weights.safetensors"))
+    tensors["fold1.head.hidden.1.bias"] = torch.zeros(32)  # the model expects 64
+    blob = save(tensors)
+    info = dict(contents.info, weights_sha256=sha256_bytes(blob),
+                tensors={k: list(v.shape) for k, v in tensors.items()})
+    bad = _rewrite_zip(out, tmp_path / "shape.gss", info=info, weights=blob)
+    with pytest.raises(ModelPackError, match=r"fold1\.head\.hidden\.1\.bias has shape \(32,\).*expects \(64,\)"):
+        load_model_pack(bad)
+    # a manifest that disagrees with the file is refused too
+    info2 = dict(contents.info, tensors={**contents.info["tensors"], "fold0.head.classifier.bias": [3]})
+    with pytest.raises(ModelPackError, match=r"fold0\.head\.classifier\.bias"):
+        read_model_pack(_rewrite_zip(out, tmp_path / "manifest.gss", info=info2))
+
+
+def test_versions_refused(run: Path, tmp_path: Path) -> None:
+    out = export_model_pack(run, tmp_path / "m.gss")
+    info = read_model_pack(out).info
+    with pytest.raises(ModelPackError, match="format version 2 is newer"):
+        read_model_pack(_rewrite_zip(out, tmp_path / "v.gss", info=dict(info, format_version=2)))
+    with pytest.raises(ModelPackError, match=r"made with gsscreen 9\.0\.0, newer"):
+        read_model_pack(_rewrite_zip(out, tmp_path / "g.gss", info=dict(info, gsscreen_version="9.0.0")))
+    with pytest.raises(ModelPackError, match="not a model pack"):
+        (tmp_path / "junk.gss").write_bytes(b"not a zip")
+        read_model_pack(tmp_path / "junk.gss")
+
+
+def test_offline_body_needs_its_weights(run: Path, tmp_path: Path) -> None:
+    # A pack claiming its frozen body comes from an offline source that tiny does not have.
+    out = export_model_pack(run, tmp_path / "m.gss")
+    info = read_model_pack(out).info
+    bad = _rewrite_zip(out, tmp_path / "o.gss", info=dict(info, frozen_source="offline"))
+    with pytest.raises(ModelPackError, match="needs the pretrained tiny weights"):
+        load_model_pack(bad)
+
+
+def test_frozen_fingerprint_checked(run: Path, tmp_path: Path) -> None:
+    out = export_model_pack(run, tmp_path / "m.gss")
+    info = read_model_pack(out).info
+    bad = _rewrite_zip(out, tmp_path / "f.gss", info=dict(info, frozen_sha256="0" * 64))
+    with pytest.raises(ModelPackError, match="differ from those the model was trained with"):
+        load_model_pack(bad)
+
+
+def test_unfinished_run_refused(run: Path, tmp_path: Path) -> None:
+    (run / "folds" / "fold_1" / "result.json").unlink()
+    with pytest.raises(ModelPackError, match="fold_1: fold not finished"):
+        export_model_pack(run, tmp_path / "m.gss")
+
+
+@pytest.mark.slow
+def test_export_of_a_real_study_matches_its_predictions(tmp_path: Path) -> None:
+    """End to end with the training engineer's code: a 1-epoch `tiny` study, exported; each pack fold model
+    reproduces the run's test predictions (mirror averaged, as the study evaluates)."""
+    from PIL import Image
+
+    from gsscreen.examples import example_image
+    from gsscreen.training.config import preset, replace
+    from gsscreen.training.data import load_crops
+    from gsscreen.training.study import run_study
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(10):
+        im = example_image("astronaut" if i % 2 else "grace_hopper")
+        s = int(min(im.shape[:2]) * rng.uniform(0.7, 1.0))
+        crop = np.clip(im[:s, :s].astype(float) * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+        p = tmp_path / f"p{i}.png"
+        Image.fromarray(crop).resize((80, 80)).save(p)
+        rows.append({"image": str(p), "label": "GS" if i % 2 else "control", "subject_id": f"s{i}"})
+    cfg = preset("quick")
+    cfg = replace(cfg, baseline=False, n_bootstrap=10, train=replace(cfg.train, epochs=1))  # type: ignore[arg-type]
+    run_study(pd.DataFrame(rows), tmp_path / "run", cfg, progress=False)
+    pack = load_model_pack(export_model_pack(tmp_path / "run", tmp_path / "m.gss"))
+    preds = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    crops, ok, _ = load_crops(list(preds["photo"]), 64)
+    assert len(ok) == len(preds)
+    got = pack.predict_tensor(crops.float() / 255.0)
+    for i, r in enumerate(preds.itertuples()):
+        assert got[i, int(r.fold)] == pytest.approx(r.p_gs, abs=1e-5)
