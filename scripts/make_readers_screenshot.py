@@ -9,48 +9,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from gsscreen.web.local_server import CHROMIUM_PATH, launch_chromium, serve_in_thread
+
 PANEL = {"width": 880, "height": 620}
-
-
-def _serve(app):
-    """Start ``app`` with uvicorn on a free local port in a daemon thread; returns (base URL, server)."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/readers_app.png"))
     args = parser.parse_args()
-    if not CHROMIUM.is_file():
-        raise SystemExit(f"Chromium not found at {CHROMIUM}")
+    if not CHROMIUM_PATH.is_file():
+        raise SystemExit(f"Chromium not found at {CHROMIUM_PATH}")
 
     from playwright.sync_api import sync_playwright
 
@@ -60,10 +32,9 @@ def main() -> None:
         cohort = write_example_cohort(Path(tmp) / "cohort", n=8)
         # The paper's 10 s display time, so the instructions on the pictures show the default.
         cfg = ReadersConfig(cohort=cohort, db=Path(tmp) / "readers.sqlite", seconds=10.0)
-        base, server = _serve(create_app(cfg))
         shots: list[tuple[str, bytes]] = []
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        with serve_in_thread(create_app(cfg)) as base, sync_playwright() as p:
+            browser = launch_chromium(p)
             page = browser.new_context(viewport=PANEL, device_scale_factor=1).new_page()
             page.goto(base + "/")
             page.wait_for_selector("#signin:not([hidden])")
@@ -98,7 +69,6 @@ def main() -> None:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             sheet.screenshot(path=str(args.output), full_page=True)
             browser.close()
-        server.should_exit = True
     print(f"wrote {args.output}")
 
 

@@ -9,16 +9,13 @@ FaceNet pack with random heads (the page layout and heatmap pipeline are real; i
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
+from gsscreen.web.local_server import launch_chromium, serve_in_thread
+
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def main() -> None:
@@ -27,7 +24,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screen_result.png")
     args = ap.parse_args()
 
-    import uvicorn
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -44,29 +40,19 @@ def main() -> None:
 
         pack = facenet_pack(tmp)
     app = create_app(ScreenAppConfig(audit_db=str(tmp / "audit.sqlite")), load_model_pack(pack))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
     photo = tmp / "astronaut.jpg"
     Image.fromarray(example_image("astronaut")).save(photo, quality=92)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 860, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.set_input_files("#photo", str(photo))
-            page.fill("input[name=age_months]", "36")
-            page.click("button[type=submit]")
-            page.wait_for_selector("#p-gs", timeout=120_000)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.out), full_page=True)
-            browser.close()
-    finally:
-        server.should_exit = True
+    with serve_in_thread(app) as base, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport={"width": 860, "height": 900})
+        page.goto(f"{base}/")
+        page.set_input_files("#photo", str(photo))
+        page.fill("input[name=age_months]", "36")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#p-gs", timeout=120_000)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(args.out), full_page=True)
+        browser.close()
     print(f"wrote {args.out} (model: {pack})")
 
 

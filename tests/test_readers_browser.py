@@ -4,67 +4,28 @@ clicking and with the keyboard, reloads mid-way and resumes; the answers land in
 from __future__ import annotations
 
 import csv
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gsscreen.web.local_server import CHROMIUM_PATH, launch_chromium, serve_in_thread
 from gsscreen.web.readers_app import EXPORT_COLUMNS, ReadersConfig, create_app, export_answers, write_example_cohort
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Offline, quiet Chromium: no first-run, no background fetches, no component or sync traffic.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,  # ~10-15 s on 2 busy cores: Chromium start-up plus four 1 s displays
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}"),
+    pytest.mark.skipif(not CHROMIUM_PATH.is_file(), reason=f"Chromium not found at {CHROMIUM_PATH}"),
 ]
 
 
 @pytest.fixture
 def live_study(tmp_path: Path) -> Iterator[tuple[str, ReadersConfig]]:
     """The reader study (4 example photos, 1 s display) served by uvicorn on a free port in a background thread."""
-    import uvicorn
-
     cohort = write_example_cohort(tmp_path / "cohort", n=4)
     cfg = ReadersConfig(cohort=cohort, db=tmp_path / "readers.sqlite", seconds=1.0, confidence=True, port=0)
-    app = create_app(cfg)
-    # Bind first and hand the socket to uvicorn: no race for the port between choosing and listening.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", cfg
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def _launch(playwright):
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with serve_in_thread(create_app(cfg)) as base:
+        yield base, cfg
 
 
 def test_reader_session_in_chromium(live_study: tuple[str, ReadersConfig], tmp_path: Path) -> None:
@@ -72,7 +33,7 @@ def test_reader_session_in_chromium(live_study: tuple[str, ReadersConfig], tmp_p
     base, cfg = live_study
 
     with sync_api.sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch_chromium(p)
         try:
             page = browser.new_context(viewport={"width": 1100, "height": 800}).new_page()
             page.set_default_timeout(10_000)

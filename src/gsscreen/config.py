@@ -67,18 +67,28 @@ def from_dict(cls: type[T], data: dict[str, Any], _where: str = "") -> T:
     return cls(**kwargs)
 
 
+def read_config_file(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The raw table of a config file: JSON for a ``.json`` suffix, TOML for anything else.
+
+    ``what`` names the file in error messages (e.g. ``"study config"``).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: the file does not parse (the message names the file and the parser's complaint).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{p}: cannot parse {what}: {exc}") from exc
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Defaults of ``cls``, updated from a TOML or JSON file, then from keyword overrides (None = keep)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        text = p.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{p}: cannot parse config: {exc}") from exc
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
     base = to_dict(from_dict(cls, data)) if data else to_dict(cls())
     for k, v in overrides.items():
         if v is not None:

@@ -51,6 +51,7 @@ __all__ = [
     "resolve_cam_layer",
     "save_overlay",
     "summary_line",
+    "unique_stem",
 ]
 
 # Face region around the 5 landmarks, in units of the face's own distances (so it scales and rotates with the
@@ -422,17 +423,6 @@ def cover_eyes(
     same beyond the other (the outer eye corner is ~0.25 x that distance from the pupil), and is ``height`` x
     the interocular distance tall. Apply it *after* :func:`overlay`, so the bar stays grey.
     """
-    return _eye_bar(image, landmarks, margin=margin, height=height, color=color)
-
-
-def _eye_bar(
-    image: np.ndarray,
-    landmarks: np.ndarray,
-    margin: float = 0.45,
-    height: float = 0.25,
-    color: tuple[int, int, int] = (128, 128, 128),
-) -> np.ndarray:
-    # The implementation of cover_eyes, under a name that functions with a `cover_eyes` flag can still reach.
     import cv2
 
     img = _check_image(image).copy()
@@ -451,6 +441,10 @@ def _eye_bar(
     )
     cv2.fillConvexPoly(img, np.round(corners * 16).astype(np.int32), tuple(int(c) for c in color), shift=4)
     return img
+
+
+# cover_eyes under a second name, for functions whose `cover_eyes` flag shadows it (gallery).
+_eye_bar = cover_eyes
 
 
 def save_overlay(
@@ -472,7 +466,7 @@ def save_overlay(
     if eyes_covered:
         if landmarks is None:
             raise ValueError(f"{path}: covering the eyes needs the landmarks")
-        pic = _eye_bar(pic, landmarks)
+        pic = cover_eyes(pic, landmarks)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pic).save(p, format="PNG")
@@ -580,15 +574,18 @@ def explain_photos(
                 row["on_face_share"] = on_face_share(hm, mask)
                 row["on_face"] = on_face(hm, mask, threshold)
                 row["peak_on_face"] = _peak_in(hm, mask)
-            stem = _unique_stem(Path(row["file"]).stem or f"photo_{i:04d}", used_stems)
+            stem = unique_stem(Path(row["file"]).stem or f"photo_{i:04d}", used_stems)
             row["overlay"] = str(
                 save_overlay(out / f"{stem}_gradcam.png", crop, hm, alpha=alpha, landmarks=lm, eyes_covered=cover_eyes)
             )
     return pd.DataFrame(rows, columns=list(EXPLAIN_COLUMNS))
 
 
-def _unique_stem(stem: str, used: set[str]) -> str:
-    # Two photos named a/001.jpg and b/001.jpg must not overwrite each other's overlay.
+def unique_stem(stem: str, used: set[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``, ... if taken: the first name not in ``used``, which is added to it.
+
+    Two photos named ``a/001.jpg`` and ``b/001.jpg`` must not overwrite each other's picture.
+    """
     cand, k = stem, 1
     while cand in used:
         k += 1

@@ -494,16 +494,6 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return out, problems
 
 
-def _unique_stem(path: str, used: set[str]) -> str:
-    stem = Path(path).stem or "photo"
-    cand, i = stem, 1
-    while cand in used:
-        i += 1
-        cand = f"{stem}_{i}"
-    used.add(cand)
-    return cand
-
-
 RESULT_COLUMNS = ("file", "p_gs", "call", "threshold", "flags", "problem", "heatmap", "iod_px", "yaw", "roll_deg",
                   "n_faces", "fold_p_gs", "seconds")
 
@@ -516,6 +506,7 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
     from PIL import Image
 
     from gsscreen.config import save_config
+    from gsscreen.explain import unique_stem
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -542,7 +533,7 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
         if res.overlay is not None:
             hm_dir = out / "heatmaps"
             hm_dir.mkdir(exist_ok=True)
-            p = hm_dir / f"{_unique_stem(f, used)}_gradcam.png"
+            p = hm_dir / f"{unique_stem(Path(f).stem or 'photo', used)}_gradcam.png"
             Image.fromarray(res.overlay).save(p)
             hm_path = str(p.relative_to(out))
         face = res.face or {}

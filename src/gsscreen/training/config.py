@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gsscreen.config import from_dict, to_dict
+from gsscreen.config import from_dict, read_config_file, to_dict
 
 SELECT_METRICS = ("auc", "loss")
 THRESHOLD_METHODS = ("youden", "f1", "fixed_0.5")
@@ -261,19 +261,9 @@ def build_config(
 
     Unknown keys anywhere are an error naming the key.
     """
-    import tomllib
-
     data = to_dict(preset(preset_name))
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"study config file not found: {p}")
-        text = p.read_text(encoding="utf-8")
-        try:
-            loaded = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{p}: cannot parse study config: {exc}") from exc
-        data = _deep_update(data, loaded)
+        data = _deep_update(data, read_config_file(path, what="study config"))
     data = _deep_update(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(StudyConfig, data).validate()
 

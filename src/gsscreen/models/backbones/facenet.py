@@ -113,36 +113,36 @@ class Block35(_Residual):
         self.up = _up(96, 256, scope)
 
 
-class Block17(_Residual):
-    """Inception-ResNet-B on 896 channels (8×8 at 160 input), factorised 1×7 / 7×1 convolutions."""
+class _FactorisedResidual(_Residual):
+    """Inception-ResNet-B / -C: a 1×1 branch beside 1×1 → 1×k → k×1 ('same' padding), both ``width`` wide, on
+    ``channels`` channels. Sandberg's block17 and block8 differ only in those three numbers."""
+
+    def __init__(self, scope: str, scale: float, relu: bool, channels: int, width: int, k: int) -> None:
+        super().__init__(scale, relu)
+        p = k // 2
+        self.branches = nn.ModuleList([
+            ConvReLU(channels, width, 1, tf_scope=f"{scope}/Branch_0/Conv2d_1x1"),
+            nn.Sequential(
+                ConvReLU(channels, width, 1, tf_scope=f"{scope}/Branch_1/Conv2d_0a_1x1"),
+                ConvReLU(width, width, (1, k), pad=(0, p), tf_scope=f"{scope}/Branch_1/Conv2d_0b_1x{k}"),
+                ConvReLU(width, width, (k, 1), pad=(p, 0), tf_scope=f"{scope}/Branch_1/Conv2d_0c_{k}x1"),
+            ),
+        ])
+        self.up = _up(2 * width, channels, scope)
+
+
+class Block17(_FactorisedResidual):
+    """Inception-ResNet-B on 896 channels (8×8 at 160 input), 128-wide branches, factorised 1×7 / 7×1 convolutions."""
 
     def __init__(self, scope: str, scale: float = 0.10, relu: bool = True) -> None:
-        super().__init__(scale, relu)
-        self.branches = nn.ModuleList([
-            ConvReLU(896, 128, 1, tf_scope=f"{scope}/Branch_0/Conv2d_1x1"),
-            nn.Sequential(
-                ConvReLU(896, 128, 1, tf_scope=f"{scope}/Branch_1/Conv2d_0a_1x1"),
-                ConvReLU(128, 128, (1, 7), pad=(0, 3), tf_scope=f"{scope}/Branch_1/Conv2d_0b_1x7"),
-                ConvReLU(128, 128, (7, 1), pad=(3, 0), tf_scope=f"{scope}/Branch_1/Conv2d_0c_7x1"),
-            ),
-        ])
-        self.up = _up(256, 896, scope)
+        super().__init__(scope, scale, relu, channels=896, width=128, k=7)
 
 
-class Block8(_Residual):
-    """Inception-ResNet-C on 1792 channels (3×3 at 160 input), factorised 1×3 / 3×1 convolutions."""
+class Block8(_FactorisedResidual):
+    """Inception-ResNet-C on 1792 channels (3×3 at 160 input), 192-wide branches, factorised 1×3 / 3×1 convolutions."""
 
     def __init__(self, scope: str, scale: float = 0.20, relu: bool = True) -> None:
-        super().__init__(scale, relu)
-        self.branches = nn.ModuleList([
-            ConvReLU(1792, 192, 1, tf_scope=f"{scope}/Branch_0/Conv2d_1x1"),
-            nn.Sequential(
-                ConvReLU(1792, 192, 1, tf_scope=f"{scope}/Branch_1/Conv2d_0a_1x1"),
-                ConvReLU(192, 192, (1, 3), pad=(0, 1), tf_scope=f"{scope}/Branch_1/Conv2d_0b_1x3"),
-                ConvReLU(192, 192, (3, 1), pad=(1, 0), tf_scope=f"{scope}/Branch_1/Conv2d_0c_3x1"),
-            ),
-        ])
-        self.up = _up(384, 1792, scope)
+        super().__init__(scope, scale, relu, channels=1792, width=192, k=3)
 
 
 class _Concat(nn.Module):
