@@ -208,3 +208,17 @@ def test_feature_cache_builds_resumes_and_serves(tmp_path) -> None:
 def test_derive_seed_is_stable_and_distinct() -> None:
     seeds = {derive_seed(0, "fold", f, "epoch", e) for f, e in itertools.product(range(5), range(20))}
     assert len(seeds) == 100 and derive_seed(1, "x") == derive_seed(1, "x") and derive_seed(1, "x") < 2**63
+
+
+def test_threshold_methods_are_validated_like_choose_threshold() -> None:
+    from gsscreen.evaluation.metrics import choose_threshold
+    from gsscreen.training.config import build_config
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.6, 0.4, 0.8, 0.9])
+    for method in ("youden", "f1", "accuracy", "specificity@0.98", "sensitivity@0.9", "fixed_0.3"):
+        cfg = build_config("default", None, {"threshold_method": method})
+        assert 0.0 <= choose_threshold(y, p, cfg.threshold_method) <= 1.0
+    for bad in ("bogus", "specificity@1.5", "youden2"):
+        with pytest.raises(ValueError, match="threshold_method"):
+            build_config("default", None, {"threshold_method": bad})
