@@ -152,3 +152,16 @@ def test_real_photos_sample(tmp_path: Path, shared_data: Path) -> None:
     res = align_cohort(photos, tmp_path / "real", AlignConfig(workers=2), progress=False)
     assert len(res.aligned) >= 23
     assert (res.aligned["score"] > 0.7).all()
+
+
+def test_align_cli_reports_a_cohort_csv_without_its_columns(tmp_path):
+    from typer.testing import CliRunner
+
+    from gsscreen.cli import app
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text("photo,diagnosis\na.jpg,GS\n")
+    res = CliRunner().invoke(app, ["align", str(csv), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "bad.csv" in res.output and "image" in res.output
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)

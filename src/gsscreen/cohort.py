@@ -178,7 +178,7 @@ class Cohort:
     - ``syndrome`` (str or NA), ``age_months`` (float, NaN when missing/bad), ``sex`` (``"male"``/``"female"``/
       NA), ``photo_date`` (datetime64, NaT) whenever the column was given;
     - ``source_row`` (row number as in problems), ``label_raw`` (label as written), ``sha256`` and ``phash``
-      (hex strings of the file's bytes and 64-bit perceptual hash; NA when not computed);
+      (hex strings of the file's bytes and 192-bit colour perceptual hash; NA when not computed);
     - any other column of the input, unchanged.
     """
 
@@ -557,8 +557,9 @@ def load_cohort(
             for a DataFrame.
         check_images: read every image file once (existence, Pillow ``verify()``, sha256, perceptual hash). False
             skips all file access (no ``missing_file`` / duplicate-photo checks): for tables already checked.
-        near_duplicate_distance: max Hamming distance (of 64 bits) between perceptual hashes for two photos of
-            different subjects to be reported as ``near_duplicate``; ``None`` skips the perceptual hash.
+        near_duplicate_distance: max distance (of 192 bits, see :func:`perceptual_distance`) between perceptual
+            hashes for two photos of different subjects to be reported as ``near_duplicate``; ``None`` skips the
+            perceptual hash.
         progress: show a tqdm bar while reading images.
 
     Raises:

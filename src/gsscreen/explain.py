@@ -45,6 +45,7 @@ __all__ = [
     "face_region_mask",
     "gallery",
     "grad_cam",
+    "normalise_cams",
     "on_face",
     "on_face_share",
     "overlay",
@@ -217,10 +218,20 @@ def compute_cams(
         for m, was_training in modes.items():
             m.training = was_training
 
-    maps = cam.cpu().numpy().astype(np.float32)
-    flat = np.zeros(b, dtype=bool)
-    for i in range(b):
-        m = maps[i]
+    maps, flat = normalise_cams(cam.cpu().numpy())
+    return CamResult(maps=maps, probs=probs.cpu().numpy().astype(np.float32), flat=flat, layer=name)
+
+
+def normalise_cams(cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each of ``(N, H, W)`` non-negative Grad-CAM maps to 0–1 by its own min and max.
+
+    Returns ``(maps, flat)``: ``maps`` ``(N, H, W)`` float32 (a new array); ``flat`` ``(N,)`` bool, True where a
+    map had no spread (see ``_FLAT_TOLERANCE``) or a non-finite value and was returned as zeros. Shared by
+    :func:`compute_cams` and the screening model's one-pass Grad-CAM, so both flag the same maps.
+    """
+    maps = np.array(cams, dtype=np.float32)
+    flat = np.zeros(len(maps), dtype=bool)
+    for i, m in enumerate(maps):
         lo, hi = (float(m.min()), float(m.max())) if np.isfinite(m).all() else (math.nan, math.nan)
         span = hi - lo
         if not math.isfinite(span) or span <= _FLAT_TOLERANCE * max(abs(hi), abs(lo), 1e-30):
@@ -228,7 +239,7 @@ def compute_cams(
             flat[i] = True
         else:
             maps[i] = np.clip((m - lo) / span, 0.0, 1.0)
-    return CamResult(maps=maps, probs=probs.cpu().numpy().astype(np.float32), flat=flat, layer=name)
+    return maps, flat
 
 
 def grad_cam(

@@ -121,21 +121,6 @@ def _cam_index(layer: str) -> int | None:
     return None
 
 
-def _normalise_maps(cam: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, H, W)`` non-negative maps → each scaled to 0–1 by its min and max; maps with no spread → zeros."""
-    maps = cam.detach().float().cpu().numpy()
-    flat = np.zeros(len(maps), dtype=bool)
-    for i, m in enumerate(maps):
-        lo, hi = float(m.min()), float(m.max())
-        span = hi - lo
-        if not math.isfinite(span) or span <= 1e-6 * max(abs(hi), abs(lo), 1e-30):
-            maps[i] = 0.0
-            flat[i] = True
-        else:
-            maps[i] = (m - lo) / span
-    return maps.astype(np.float32), flat
-
-
 class ScreeningModel:
     """A loaded model pack: the fold models, the decision threshold, the alignment settings and the card.
 
@@ -238,6 +223,8 @@ class ScreeningModel:
         import torch
         import torch.nn.functional as F
 
+        from gsscreen.explain import normalise_cams
+
         k_n, b = len(self.models), x.shape[0]
         c, s = self.cam_index, self.shared_upto
         if c is None or c >= self.n_body:
@@ -270,7 +257,7 @@ class ScreeningModel:
             cam = torch.relu((w * act.detach().float()).sum(dim=1, keepdim=True))
             cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
             p_plain = torch.stack([torch.softmax(lg.detach().float(), dim=1)[:, 1] for lg in logits], dim=1)
-        maps, flat = _normalise_maps(cam)
+        maps, flat = normalise_cams(cam.detach().float().cpu().numpy())
         p = p_plain.cpu().numpy().astype(np.float64)
         if self.tta_flip:
             p = (p + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0

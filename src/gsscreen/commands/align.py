@@ -47,16 +47,12 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 def _csv_images(csv: Path) -> list[Path]:
     """The ``image`` column of a cohort CSV, relative paths resolved against the CSV's folder."""
+    from gsscreen.cohort import CohortError, load_cohort
+
     try:
-        from gsscreen.cohort import load_cohort
-
         table = load_cohort(csv, check_images=False, near_duplicate_distance=None).table
-    except ImportError:  # pragma: no cover - cohort module always present in a full install
-        import pandas as pd
-
-        table = pd.read_csv(csv)
-    if "image" not in table.columns:
-        raise typer.BadParameter(f"{csv}: no 'image' column (columns: {', '.join(map(str, table.columns))})")
+    except CohortError as exc:  # e.g. missing columns: a clear message naming the file, not a traceback
+        raise typer.BadParameter(str(exc)) from exc
     out = []
     for v in table["image"].dropna().astype(str):
         q = Path(v)

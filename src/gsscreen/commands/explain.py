@@ -16,7 +16,6 @@ class ExplainConfig:
     which: str = "gs"  # "gs" (the paper's Fig. 3: the GS photos) or "all"
     max_maps: int | None = None  # None = every selected photo
     cover_eyes: bool = True  # grey bar over the eyes in every exported figure (the paper's privacy measure)
-    on_face_threshold: float = 0.5  # a map is "mainly on the face" when more than this share of its mass is
 
 
 def explain(

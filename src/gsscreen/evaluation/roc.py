@@ -107,7 +107,7 @@ def roc_points(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.n
     return fpr, tpr, thresholds
 
 
-def _class_bins(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, int]:
+def _class_bins(s: np.ndarray) -> tuple[np.ndarray, int]:
     """Index of each score among the distinct scores (ascending) and their number."""
     u, inv = np.unique(s, return_inverse=True)
     return inv.ravel().astype(np.int64), int(u.size)
@@ -196,7 +196,7 @@ def sensitivity_at_specificity(y: ArrayLike, p: ArrayLike, specificities: ArrayL
     """Sensitivity of the empirical ROC at each specificity, read the way pROC's ``coords`` does. ``(S,)``."""
     yy, s = check_labels_scores(y, p, score_name="p")
     sp = _check_specificities(specificities)
-    inv, k = _class_bins(yy, s)
+    inv, k = _class_bins(s)
     c0 = np.bincount(inv[yy == 0], minlength=k)[None, :]
     c1 = np.bincount(inv[yy == 1], minlength=k)[None, :]
     big_c0, se, n0 = _curves_from_counts(c0, c1)
@@ -280,7 +280,7 @@ def resampled_sensitivities(
     """
     yy, s = check_labels_scores(y, p, score_name="p")
     sp = _check_specificities(specificities)
-    inv, k = _class_bins(yy, s)
+    inv, k = _class_bins(s)
     c0, c1 = _counts_from_resamples(yy, inv, k, _global_index(yy, idx_controls, idx_cases))
     return _sens_at_spec(*_curves_from_counts(c0, c1), sp)
 
@@ -288,7 +288,7 @@ def resampled_sensitivities(
 def resampled_aucs(y: ArrayLike, p: ArrayLike, idx_controls: ArrayLike, idx_cases: ArrayLike) -> np.ndarray:
     """AUC of each given stratified resample (see :func:`resampled_sensitivities`). ``(B,)``."""
     yy, s = check_labels_scores(y, p, score_name="p")
-    inv, k = _class_bins(yy, s)
+    inv, k = _class_bins(s)
     c0, c1 = _counts_from_resamples(yy, inv, k, _global_index(yy, idx_controls, idx_cases))
     return _aucs_from_counts(c0, c1)
 
@@ -372,7 +372,7 @@ def roc_ci_band(
     n_boot = _check_n_boot(n_boot)
     a_lo, a_hi = _check_conf(conf)
     rng = np.random.default_rng(seed)
-    inv, k = _class_bins(yy, s)
+    inv, k = _class_bins(s)
     parts = []
     for idx in _replicate_blocks(rng, yy, n_boot, stratified):
         c0, c1 = _counts_from_resamples(yy, inv, k, idx)
@@ -457,7 +457,7 @@ def auc_ci_bootstrap(
     n_boot = _check_n_boot(n_boot)
     a_lo, a_hi = _check_conf(conf)
     rng = np.random.default_rng(seed)
-    inv, k = _class_bins(yy, s)
+    inv, k = _class_bins(s)
     blocks = _replicate_blocks(rng, yy, n_boot, stratified)
     aucs = np.concatenate([_aucs_from_counts(*_counts_from_resamples(yy, inv, k, idx)) for idx in blocks])
     aucs = aucs[~np.isnan(aucs)]

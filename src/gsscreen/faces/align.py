@@ -352,7 +352,7 @@ def detect_best(image: np.ndarray, cfg: AlignConfig) -> tuple[Detection, np.ndar
         if v.name:
             # Retries exist for portraits whose face fills the frame or is turned; a small find there is far
             # more likely a false detection than a real face the plain pass missed.
-            min_side = cfg.retry_min_face_frac * min(image.shape[:2]) * scale
+            min_side = cfg.retry_min_face_frac * short * scale
             dets = [d for d in dets if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_side]
         if not dets:
             continue

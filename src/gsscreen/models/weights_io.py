@@ -117,7 +117,9 @@ def open_safetensors(path: str | Path) -> Iterator[Mapping[str, torch.Tensor]]:
         yield _LazyTensors(h, p)
 
 
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, meta: Mapping[str, Any] | None = None):
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | Path, meta: Mapping[str, Any] | None = None
+) -> None:
     """Write ``tensors`` (made contiguous, on CPU) to ``path`` atomically, plus ``path.with_suffix('.json')`` = meta.
 
     The file is written to a temporary name in the same folder and renamed, so a crash or a concurrent reader never

@@ -449,7 +449,8 @@ def _external_section(metrics: Mapping[str, Any], folds: Sequence[int]) -> str:
         items = [(str(i), v) for i, v in enumerate(ext)]
     else:
         return f'<p class="notes">External controls: {esc(ext)}</p>'
-    rows = [[str(k), fmt(v) if finite(v) else esc(json.dumps(v, default=str))] for k, v in items]
+    # table_html escapes every cell: escaping here as well would show "&amp;quot;" in the page.
+    rows = [[str(k), fmt(v) if finite(v) else json.dumps(v, default=str)] for k, v in items]
     vals = [float(v) for _k, v in items if finite(v)]
     if len(vals) > 1:
         rows.append(["mean ± SD", mean_sd(np.mean(vals), np.std(vals, ddof=1))])

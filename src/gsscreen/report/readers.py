@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from gsscreen.report import figures as F
@@ -58,7 +57,13 @@ def compare(answers: pd.DataFrame, run: RunData, band: Any) -> tuple[pd.DataFram
     :func:`gsscreen.evaluation.readers.reader_metrics` plus ``band_position, band_lo, band_hi, mcnemar_p,
     mcnemar_b, mcnemar_c, delong_p, reader_auc, model_auc``.
     """
-    from gsscreen.evaluation.readers import mcnemar_test, reader_delong, reader_metrics, reader_point_vs_band
+    from gsscreen.evaluation.readers import (
+        answers_to_labels,
+        mcnemar_test,
+        reader_delong,
+        reader_metrics,
+        reader_point_vs_band,
+    )
 
     pred = run.predictions.set_index("photo")
     a = answers.copy()
@@ -82,7 +87,7 @@ def compare(answers: pd.DataFrame, run: RunData, band: Any) -> tuple[pd.DataFram
         g = a[a["reader"] == rec["reader"]]
         y = pred.loc[g["photo"], "y"].to_numpy()
         model_call = pred.loc[g["photo"], "called"].to_numpy()
-        reader_call = np.array([1 if str(v).strip().lower() in ("gs", "1") else 0 for v in g["answer"]])
+        reader_call = answers_to_labels(g["answer"].to_numpy(), where=f"answer of reader {rec['reader']!r}")
         mc = mcnemar_test(y, reader_call, model_call)
         rec.update(mcnemar_p=mc.p_value, mcnemar_b=mc.b, mcnemar_c=mc.c)
         if finite(rec["sensitivity"]) and finite(rec["specificity"]):

@@ -76,7 +76,8 @@ def _jitter(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     b, c, s = (f[:, i].view(-1, 1, 1, 1) for i in range(3))
     x = x * b
     grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    x = (x - grey.mean(dim=(2, 3), keepdim=True)) * c + grey.mean(dim=(2, 3), keepdim=True)
+    mean_grey = grey.mean(dim=(2, 3), keepdim=True)
+    x = (x - mean_grey) * c + mean_grey
     grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
     x = (x - grey) * s + grey
     return x.clamp(0, 1)

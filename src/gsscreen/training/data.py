@@ -26,6 +26,7 @@ from torch import nn
 
 from gsscreen.training.augment import Augmenter
 from gsscreen.training.config import AugmentConfig
+from gsscreen.training.run_folder import atomic_write_text
 
 F16_MAX = 65504.0
 
@@ -133,7 +134,7 @@ class FeatureCache:
             self.done = np.zeros(n, dtype=bool)
             self._save_done()
             (self.folder / "keys.txt").write_text("\n".join(keys) + "\n")
-            _atomic_write_text(meta_path, json.dumps(spec.to_json(), indent=1))
+            atomic_write_text(meta_path, json.dumps(spec.to_json(), indent=1))
         else:
             self.plain = np.load(self.folder / "plain.npy", mmap_mode="r+")
             self.views = np.load(self.folder / "views.npy", mmap_mode="r+") if spec.n_views else None
@@ -229,7 +230,8 @@ class CacheSource:
     """Adapter giving :class:`FeatureCache` the same interface as :class:`ImageSource`.
 
     ``n_views`` training views per photo besides the plain one; a training batch samples, per photo, view 0
-    (plain) or one of the augmented views, with a NumPy generator derived from (seed, fold, epoch).
+    (plain) or one of the augmented views, drawn from the caller's ``torch.Generator`` (seeded from (seed, fold,
+    epoch) by the fold loop).
     """
 
     def __init__(self, cache: FeatureCache, use_views: bool = True) -> None:
@@ -242,12 +244,6 @@ class CacheSource:
 
     def eval_batch(self, rows: np.ndarray) -> list[torch.Tensor]:
         return self.cache.eval_batch(rows)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def keys_digest(keys: Sequence[str]) -> str:

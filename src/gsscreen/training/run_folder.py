@@ -11,8 +11,8 @@ Layout (``RUN_DIR``)::
     cache/                 cached frozen-body features (see gsscreen.training.data)
     folds/fold_k/          k = 0..folds-1; fold k tests subset k, validates on subset k+1
         checkpoint.safetensors   best epoch's trainable weights (metadata: backbone, frozen prefix, epoch)
-        last.safetensors         last finished epoch's trainable weights (resume)
-        optimizer.pt             optimizer state + torch RNG state of the last finished epoch
+        last_e<E>.safetensors    trainable weights of the last finished epoch E (resume)
+        optimizer_e<E>.pt        optimizer state + torch RNG state of epoch E (files of older epochs are removed)
         state.json               epoch, stage, best epoch/metric, patience counter, done flag
         history.csv              one row per epoch
         predictions.csv          validation, test and external-control predictions of the best checkpoint
@@ -39,8 +39,6 @@ import torch
 from torch import nn
 
 CHECKPOINT = "checkpoint.safetensors"
-LAST = "last.safetensors"
-OPTIMIZER = "optimizer.pt"
 STATE = "state.json"
 HISTORY = "history.csv"
 RESULT = "result.json"

@@ -167,9 +167,11 @@ def _align(images: list[str], out_dir: Path, progress: bool) -> tuple[dict[str, 
     crops = {str(r["image"]): str(r["crop"]) for r in result.aligned.to_dict("records") if isinstance(r["crop"], str)}
     failures = [{"file": str(f["image"]), "problem": str(f["problem"]), "stage": "align"}
                 for f in result.failures.to_dict("records")]
+    failed = {f["file"] for f in failures}
     for img in images:
-        if img not in crops and not any(f["file"] == img for f in failures):
+        if img not in crops and img not in failed:
             failures.append({"file": img, "problem": "no aligned crop produced", "stage": "align"})
+            failed.add(img)
     return crops, failures
 
 

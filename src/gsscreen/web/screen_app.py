@@ -20,6 +20,7 @@ Design points:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import html
@@ -349,8 +350,19 @@ _UPLOAD_SCHEMA = {
 # ------------------------------------------------------------------------------------------------ the app
 
 
+@functools.cache
+def _template(name: str) -> Template:
+    # The page templates ship with the package and never change while the app runs: read each once.
+    return Template((STATIC_DIR / name).read_text(encoding="utf-8"))
+
+
 def _page(name: str, **values: str) -> str:
-    return Template((STATIC_DIR / name).read_text(encoding="utf-8")).substitute(**values)
+    return _template(name).substitute(**values)
+
+
+def _demo_note(model: ScreeningModel) -> str:
+    return ('<p class="demo">Demonstration model: Down syndrome only, web-collected labels. Not for patients.</p>'
+            if model.is_demo else "")
 
 
 def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
@@ -389,13 +401,14 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         with lock:
             return model.screen_file(data, age_months=age, heatmap=heatmap, max_pixels=cfg.max_pixels)
 
-    async def screen_bytes(data: bytes, age: float | None, heatmap: bool, channel: str) -> ScreenResult:
+    async def screen_bytes(data: bytes, age: float | None, heatmap: bool, channel: str) -> tuple[ScreenResult, str]:
+        """The screening of ``data`` and the photo's SHA-256 (as audited); refusals raise an audited UploadError."""
         sha = hashlib.sha256(data).hexdigest()
         res = await run_in_threadpool(run_screen, data, age, heatmap)
         if res.ok:
             audit.record(channel=channel, sha256=sha, n_bytes=len(data), model_id=model.model_id, status=200,
                          p_gs=res.p_gs, call=res.call, flags=res.flags)
-            return res
+            return res, sha
         problem = res.problem or "not screened"
         if "no_face" in res.flags:
             status, code = 422, "no_face"
@@ -420,21 +433,22 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     # --- JSON API
     @app.post("/api/screen", response_model=ScreenResponse, responses=_ERRORS, openapi_extra=_UPLOAD_SCHEMA,
               summary="Screen one photo", tags=["screening"])
-    async def api_screen(request: Request, age_months: float | None = None, heatmap: bool = True) -> Any:
+    async def api_screen(request: Request, age_months: float | None = None, heatmap: bool | None = None) -> Any:
         """Upload one photo as `multipart/form-data` (field `photo`, optional `age_months`) or as the raw request
         body; get P(GS), the call, quality flags and (unless `heatmap=false`) the Grad-CAM overlay as a base64 PNG.
         Requires `Authorization: Bearer <token>` when the server was started with a token."""
+        heatmap = cfg.heatmap if heatmap is None else heatmap
         if not authorised(request):
             return _json_error(UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)"))
         data = None
         try:
             data, fields = await extract_photo(request, cfg)
             age = _age(fields.get("age_months")) if age_months is None else _age(age_months)
-            res = await screen_bytes(data, age, heatmap, "api")
+            res, sha = await screen_bytes(data, age, heatmap, "api")
         except UploadError as exc:
             refuse(exc, "api", data)
             return _json_error(exc)
-        body = {**res.to_dict(), "photo_sha256": hashlib.sha256(data).hexdigest(),
+        body = {**res.to_dict(), "photo_sha256": sha,
                 "heatmap_png_base64": _png_b64(res.overlay) if res.overlay is not None else None}
         return ScreenResponse.model_validate(body)
 
@@ -451,9 +465,7 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
 
     # --- pages
     def common() -> dict[str, str]:
-        demo = ('<p class="demo">Demonstration model: Down syndrome only, web-collected labels. Not for patients.</p>'
-                if model.is_demo else "")
-        return {"model_id": html.escape(model.model_id), "demo_note": demo}
+        return {"model_id": html.escape(model.model_id), "demo_note": _demo_note(model)}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -473,8 +485,8 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
             if not authorised(request, fields.get("token")):
                 raise UploadError(401, "unauthorized", "missing or wrong API token")
             age = _age(fields.get("age_months"))
-            heatmap = fields.get("heatmap", "on") != "off"
-            res = await screen_bytes(data, age, heatmap, "web")
+            heatmap = fields.get("heatmap", "on" if cfg.heatmap else "off") != "off"
+            res, _sha = await screen_bytes(data, age, heatmap, "web")
         except UploadError as exc:
             refuse(exc, "web", data)
             return HTMLResponse(_page("error.html", status=str(exc.status), detail=html.escape(exc.detail),
@@ -501,8 +513,6 @@ def _result_html(res: ScreenResult, model: ScreeningModel) -> str:
             'fold models)</figcaption></figure>' if res.overlay is not None else "")
     crop = (f'<figure><img id="crop" src="data:image/png;base64,{_png_b64(res.crop)}" alt="the aligned face">'
             '<figcaption>Aligned face</figcaption></figure>' if res.crop is not None else "")
-    demo = ('<p class="demo">Demonstration model: Down syndrome only, web-collected labels. Not for patients.</p>'
-            if model.is_demo else "")
     return _page(
         "result.html",
         verdict_class="suspected" if res.suspected else "clear",
@@ -517,7 +527,7 @@ def _result_html(res: ScreenResult, model: ScreeningModel) -> str:
         crop=crop,
         seconds=f"{res.seconds:.2f}",
         model_id=html.escape(res.model_id),
-        demo_note=demo,
+        demo_note=_demo_note(model),
     )
 
 

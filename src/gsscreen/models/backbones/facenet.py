@@ -402,7 +402,8 @@ def _embedding_body() -> nn.Sequential:
 def facenet_embedding(crops: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """The pretrained FaceNet embedding: ``(B, 3, 160, 160)`` float RGB in 0–1 → ``(B, 512)``, L2-normalised.
 
-    For the logistic-regression baseline. Runs in eval mode without gradients, ``batch_size`` photos at a time.
+    A standalone helper (the study's own baseline reads the same body output through ``GSNet``, see
+    ``gsscreen.training.study``). Runs in eval mode without gradients, ``batch_size`` photos at a time.
     Raises ``ValueError`` for a wrongly shaped input.
     """
     if crops.ndim != 4 or crops.shape[1] != 3:
