@@ -64,3 +64,13 @@ def test_cli_help_and_version():
     assert res.exit_code == 0 and "genetic syndromes" in res.output
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and "gsscreen" in res.output
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    import hashlib
+
+    from gsscreen.paths import sha256_file
+
+    data = bytes(range(256)) * 9000  # > 2 MiB: several read chunks
+    (tmp_path / "f.bin").write_bytes(data)
+    assert sha256_file(tmp_path / "f.bin", chunk=1 << 20) == hashlib.sha256(data).hexdigest()

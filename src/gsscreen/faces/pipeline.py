@@ -25,6 +25,7 @@ import numpy as np
 from gsscreen.config import from_dict, save_config, to_dict
 from gsscreen.faces.align import AlignConfig, AlignedFace, NoFaceError, align_face
 from gsscreen.faces.io import ImageError, load_image_scaled
+from gsscreen.paths import sha256_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,15 +101,6 @@ def config_key(cfg: AlignConfig) -> str:
     """Hash (16 hex) of the settings that determine a crop, plus the algorithm version."""
     blob = json.dumps({"v": ALGORITHM_VERSION, **to_dict(cfg.key_fields())}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex of a file's bytes (read in 1-MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class FaceCache:
@@ -312,7 +304,7 @@ def align_cohort(
     cfg_dict = to_dict(cfg)
     for i, p in enumerate(paths):
         try:
-            digest = file_sha256(p)
+            digest = sha256_file(p)
         except FileNotFoundError:
             records[i] = {"ok": False, "problem": "file not found"}
             continue

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from gsscreen.models.backbones.vgg16 import VGG16_FC, VGG16_WIDTHS, VGGFACE_CONV_NAMES, vggface_weights_path
-from gsscreen.models.weights_io import WeightsError, load_state_file, save_safetensors, sha256_file
+from gsscreen.models.weights_io import WeightsError, load_state_file, save_safetensors
+from gsscreen.paths import sha256_file
 
 FORMATS = ("pth", "keras-vggface", "deepface")
 DEFAULT_CHANNEL_ORDER = {"pth": "rgb", "keras-vggface": "bgr", "deepface": "rgb"}

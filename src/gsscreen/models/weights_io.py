@@ -7,7 +7,6 @@ and unpickling arbitrary objects from a file a user found on the internet could 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -29,15 +28,6 @@ CONVERT_HINT = (
     "to a plain state dict: `import torch; m = torch.load(FILE, weights_only=False); "
     "torch.save(m.state_dict(), 'weights.pth')` and import that file instead."
 )
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks (so 500 MB files do not sit in memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:

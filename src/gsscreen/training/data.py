@@ -37,19 +37,23 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(h[:8], "little") >> 1
 
 
-def file_key(path: str | Path) -> str:
-    """Content key of a crop file: sha1 of its bytes (the cache's row key)."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+def _bytes_key(data: bytes) -> str:
+    """Content key of a crop file: sha1 of its bytes (the feature cache's row key)."""
+    return hashlib.sha1(data).hexdigest()
 
 
 def load_crops(
-    paths: Sequence[str | Path], size: int, progress: Callable[[int], None] | None = None
+    paths: Sequence[str | Path], size: int, progress: Callable[[int], None] | None = None,
+    keys: list[str] | None = None,
 ) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
     """Read images as RGB, resize to ``size × size`` (antialiased) and stack them.
 
     Returns ``(crops (N_ok, 3, size, size) uint8, ok_indices, failures [(path, problem)])``; a file that cannot
-    be read is a failure, never a crash.
+    be read is a failure, never a crash. With ``keys`` (a list), the content key (sha1 of the bytes: the feature cache's
+    row key) of each readable file is appended to it, computed from the same bytes (each file is read once).
     """
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
@@ -57,13 +61,16 @@ def load_crops(
     failures: list[tuple[str, str]] = []
     for i, p in enumerate(paths):
         try:
-            with Image.open(p) as im:
+            data = Path(p).read_bytes()
+            with Image.open(io.BytesIO(data)) as im:
                 im = im.convert("RGB")
                 if im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
                 arr = np.asarray(im, dtype=np.uint8)
             out[len(ok)] = torch.from_numpy(arr.copy()).permute(2, 0, 1)
             ok.append(i)
+            if keys is not None:
+                keys.append(_bytes_key(data))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             failures.append((str(p), f"cannot read image: {exc}"))
         if progress is not None:

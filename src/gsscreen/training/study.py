@@ -34,7 +34,6 @@ from gsscreen.training.data import (
     FeatureCache,
     ImageSource,
     derive_seed,
-    file_key,
     keys_digest,
     load_crops,
 )
@@ -191,14 +190,14 @@ def _prepare_photos(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(paths), desc="loading crops", unit="photo", leave=False)
-    crops, ok, load_fail = load_crops(paths, size, progress=bar.update if bar else None)
+    keys: list[str] = []
+    crops, ok, load_fail = load_crops(paths, size, progress=bar.update if bar else None, keys=keys)
     if bar:
         bar.close()
     for p, problem in load_fail:
         src = next((images[i] for i in usable if crop_of[images[i]] == p), p)
         failures.append({"file": src, "problem": problem, "stage": "load"})
     kept = [usable[j] for j in ok]
-    keys = [file_key(crop_of[images[i]]) for i in kept]
     return crops, kept, keys, failures
 
 

@@ -307,7 +307,8 @@ def convert_facenet(pb_path: str | Path | None = None, dest: str | Path | None =
     """
     import cv2
 
-    from gsscreen.models.weights_io import save_safetensors, sha256_file
+    from gsscreen.models.weights_io import save_safetensors
+    from gsscreen.paths import sha256_file
 
     src = Path(pb_path) if pb_path is not None else facenet_graph_path()
     if src is None or not src.is_file():
