@@ -71,7 +71,8 @@ def test_align_astronaut(astronaut: np.ndarray) -> None:
     assert face.landmarks[3:, 1].mean() == pytest.approx(0.68 * cfg.size, abs=6)
     # The matrix maps source landmarks to crop landmarks, and the crop is the warped photo.
     assert np.allclose(apply_affine(face.matrix, face.source_landmarks), face.landmarks, atol=1e-3)
-    direct = cv2.warpAffine(astronaut, face.matrix, (224, 224), borderMode=cv2.BORDER_REPLICATE)
+    direct = cv2.warpAffine(astronaut, face.matrix, (224, 224), borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=(128, 128, 128))
     assert np.abs(direct.astype(int) - face.image).mean() < 1.0
     assert face.iod == pytest.approx(42, abs=4) and abs(face.tilt_deg) < 8
 
@@ -208,6 +209,28 @@ def test_template_and_zoom() -> None:
     assert base[0, 0] < base[1, 0] and base[0, 1] == pytest.approx(80) and base[3, 1] == pytest.approx(136)
     wide = template(AlignConfig(size=200, zoom=0.8))
     assert np.linalg.norm(wide[1] - wide[0]) == pytest.approx(0.8 * np.linalg.norm(base[1] - base[0]))
+
+
+def test_outside_the_photo_is_flat_grey(astronaut: np.ndarray) -> None:
+    """A tight face crop (like a UTKFace chip) leaves part of the template outside the photo: by default that
+    part is flat grey (no smeared-edge texture for a classifier to learn); ``border="replicate"`` still smears."""
+    face = align_face(astronaut)
+    x0, y0 = (int(v) for v in face.source_landmarks.min(0) - 25)
+    x1, y1 = (int(v) for v in face.source_landmarks.max(0) + 25)
+    chip = np.ascontiguousarray(astronaut[max(y0, 0):y1, max(x0, 0):x1])
+    h, w = chip.shape[:2]
+    grey = align_face(chip)
+    smeared = warp_face(chip, grey.matrix, 224, border="replicate")
+    valid = cv2.warpAffine(np.full((h, w), 255, np.uint8), grey.matrix, (224, 224))
+    inside = valid == 255
+    outside = cv2.erode((valid == 0).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # skip the seam
+    assert outside.mean() > 0.2 and inside.mean() > 0.3
+    assert grey.outside == pytest.approx((valid < 128).mean(), abs=0.01)
+    assert face.outside == 0.0  # the whole astronaut photo is bigger than the face's crop
+    assert (grey.image[outside] == 128).all()
+    assert smeared[outside].std() > 10  # replicated edge pixels vary
+    assert np.array_equal(grey.image[inside], smeared[inside])  # the photo's own pixels are untouched
+    assert align_face(chip, AlignConfig(border="replicate")).image[outside].std() > 10
 
 
 def test_config_validation_and_round_trip(tmp_path: Path) -> None:

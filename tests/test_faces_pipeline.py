@@ -68,6 +68,7 @@ def test_batch_good_and_bad(tmp_path: Path, mixed_batch: dict[str, Path]) -> Non
         assert Path(row["crop"]).name.startswith(Path(row["image"]).stem + "-")
         lm = row[LANDMARK_COLUMNS].to_numpy(float).reshape(5, 2)
         assert (lm > 0).all() and (lm < 160).all() and lm[0, 0] < lm[1, 0]
+        assert 0.0 <= row["outside"] < 0.5  # share of the crop outside the photo: these portraits have room
     assert res.qc_sheet is not None and Image.open(res.qc_sheet).size[0] > 0
     assert load_config(AlignConfig, res.config_json) == AlignConfig(workers=2, size=160)
 

@@ -32,21 +32,27 @@ def _images(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
     return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def _params(n: int, angle: float = 0.0, side: float = 1.0, flip: float = 0.0,
+            frame: torch.Tensor | None = None) -> AugmentParams:
+    """Fixed parameters for ``n`` images: rotation (radians), crop side share, mirror, grey bands (n, 4)."""
+    z = torch.zeros(n)
+    return AugmentParams(z + angle, z + side, z, z, z + flip, torch.ones(n, 3),
+                         torch.zeros(n, 4) if frame is None else frame)
+
+
 def test_identity_params_leave_images_unchanged() -> None:
     x = _images()
     n = len(x)
-    p = AugmentParams(torch.zeros(n), torch.ones(n), torch.zeros(n), torch.zeros(n), torch.zeros(n), torch.ones(n, 3))
-    assert torch.allclose(apply_params(x, p, AugmentConfig()), x, atol=1e-5)
+    assert torch.allclose(apply_params(x, _params(n), AugmentConfig()), x, atol=1e-5)
 
 
 def test_flip_param_mirrors_and_crop_zooms() -> None:
     x = _images()
     n = len(x)
-    one, zero = torch.ones(n), torch.zeros(n)
-    flipped = apply_params(x, AugmentParams(zero, one, zero, zero, one, torch.ones(n, 3)), AugmentConfig())
+    flipped = apply_params(x, _params(n, flip=1.0), AugmentConfig())
     assert torch.allclose(flipped, torch.flip(x, dims=[3]), atol=1e-5)
     # A centred half-side crop resized back equals a 2x zoom of the centre.
-    zoom = apply_params(x, AugmentParams(zero, one * 0.5, zero, zero, zero, torch.ones(n, 3)), AugmentConfig())
+    zoom = apply_params(x, _params(n, side=0.5), AugmentConfig())
     centre = F.interpolate(x[:, :, 8:24, 8:24], size=(32, 32), mode="bilinear", align_corners=False)
     assert (zoom - centre)[:, :, 2:-2, 2:-2].abs().max() < 0.02
 
@@ -54,8 +60,7 @@ def test_flip_param_mirrors_and_crop_zooms() -> None:
 def test_rotation_by_90_degrees_matches_rot90() -> None:
     x = _images(2)
     n = len(x)
-    one, zero = torch.ones(n), torch.zeros(n)
-    rot = apply_params(x, AugmentParams(zero + math.pi / 2, one, zero, zero, zero, torch.ones(n, 3)), AugmentConfig())
+    rot = apply_params(x, _params(n, angle=math.pi / 2), AugmentConfig())
     # One of the two quarter turns (the sign convention of image y pointing down decides which).
     best = min((rot - torch.rot90(x, k, dims=(2, 3))).abs().max().item() for k in (1, 3))
     assert best < 1e-4
@@ -76,6 +81,28 @@ def test_augmenter_is_seeded_bounded_and_varied() -> None:
     assert p.side.min() ** 2 >= cfg.crop_scale[0] - 1e-6 and p.side.max() <= 1
     assert 0.4 < p.flip.mean() < 0.6
     assert (p.tx.abs() <= 1 - p.side + 1e-6).all()
+    assert not p.frame.any()  # grey frames are off by default
+
+
+def test_grey_frames_cover_the_drawn_bands_only() -> None:
+    x = _images(6)
+    n = len(x)
+    bands = torch.tensor([[0.25, 0, 0, 0], [0, 0.25, 0, 0], [0, 0, 0.25, 0], [0, 0, 0, 0.25], [0] * 4, [0.1] * 4])
+    cfg = AugmentConfig(frame_p=1.0)
+    out = apply_params(x, _params(n, frame=bands), cfg)
+    grey = (out == 0.5).all(dim=1)  # (B, H, W): all three channels at the fill value
+    assert grey[0, :8].all() and not grey[0, 8:].any()  # top quarter of 32 rows
+    assert grey[1, 24:].all() and not grey[1, :24].any()
+    assert grey[2, :, :8].all() and not grey[2, :, 8:].any()
+    assert grey[3, :, 24:].all() and not grey[3, :, :24].any()
+    assert not grey[4].any() and torch.allclose(out[4], x[4], atol=1e-5)
+    assert grey[5].float().mean() == pytest.approx(1 - (1 - 2 * 0.1) ** 2, abs=0.1)
+    # Drawn: about frame_p of the views get bands, each side within [0, frame_max].
+    p = sample_params(2000, AugmentConfig(frame_p=0.5, frame_max=0.2), torch.Generator().manual_seed(1))
+    assert 0.45 < p.frame.any(dim=1).float().mean() < 0.55 and p.frame.max() <= 0.2
+    # Turning frames on leaves every other parameter's draws as they were.
+    q = sample_params(2000, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert torch.equal(p.angle, q.angle) and torch.equal(p.flip, q.flip)
 
 
 def test_per_item_augmentation_does_not_depend_on_the_batch() -> None:
@@ -162,6 +189,10 @@ def test_build_config_layers_file_and_overrides(tmp_path) -> None:
         build_config("quick", f)
     with pytest.raises(ValueError, match="select_metric"):
         build_config("quick", None, {"train": {"select_metric": "accuracy"}})
+    with pytest.raises(ValueError, match="frame_p"):
+        build_config("quick", None, {"augment": {"frame_p": 1.5}})
+    with pytest.raises(ValueError, match="frame_max"):
+        build_config("quick", None, {"augment": {"frame_max": 0.5}})
     diff = config_diff({"a": 1, "t": {"b": 2}}, {"a": 1, "t": {"b": 3}})
     assert diff == ["t.b: 2 -> 3"]
     assert StudyConfig().train.optim.lr > 0

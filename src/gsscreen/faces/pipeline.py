@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Bump when detection/alignment code changes in a way that changes crops (invalidates old cache entries).
-ALGORITHM_VERSION = "faces-1"
+ALGORITHM_VERSION = "faces-2"  # faces-2: records carry "outside"
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 LANDMARK_COLUMNS = [f"{n}_{c}" for n in LANDMARK_NAMES for c in ("x", "y")]
@@ -46,6 +46,7 @@ ALIGNED_COLUMNS = [
     *BOX_COLUMNS,
     "tilt_deg",
     "iod",
+    "outside",
     "cached",
 ]
 FAILURE_COLUMNS = ["image", "problem"]
@@ -158,6 +159,7 @@ def _record(face: AlignedFace, factor: float) -> dict[str, Any]:
         "box": [round(float(v) * factor, 2) for v in face.box],
         "tilt_deg": round(float(face.tilt_deg), 3),
         "iod": round(float(face.iod) * factor, 3),
+        "outside": round(float(face.outside), 4),
     }
 
 
@@ -355,7 +357,8 @@ def align_cohort(
         }
         row.update(dict(zip(LANDMARK_COLUMNS, lm.tolist(), strict=True)))
         row.update(dict(zip(BOX_COLUMNS, rec["box"], strict=True)))
-        row.update({"tilt_deg": rec["tilt_deg"], "iod": rec["iod"], "cached": cached[i]})
+        row.update({"tilt_deg": rec["tilt_deg"], "iod": rec["iod"], "outside": rec.get("outside", float("nan")),
+                    "cached": cached[i]})
         ok_rows.append(row)
     aligned = pd.DataFrame(ok_rows, columns=ALIGNED_COLUMNS)
     failures = pd.DataFrame(fail_rows, columns=FAILURE_COLUMNS)

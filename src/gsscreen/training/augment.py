@@ -1,4 +1,5 @@
-"""Batched random augmentation: rotation, crop resized back, horizontal flip, optional colour jitter.
+"""Batched random augmentation: rotation, crop resized back, horizontal flip, optional colour jitter and grey
+frames.
 
 Works on ``(B, 3, H, W)`` float tensors in 0–1 on any device. Rotation, crop and flip are folded into one affine
 matrix per image and applied with a single ``grid_sample`` (one resampling, no intermediate blur). Random
@@ -23,7 +24,8 @@ class AugmentParams:
     """Per-image random parameters, each a CPU tensor of shape ``(B,)`` (``jitter``: ``(B, 3)``).
 
     ``angle`` in radians, ``side`` = crop side as a fraction of the image side, ``tx``/``ty`` crop centre in
-    normalised coordinates (−1..1), ``flip`` 1.0 for mirrored, ``jitter`` brightness/contrast/saturation factors.
+    normalised coordinates (−1..1), ``flip`` 1.0 for mirrored, ``jitter`` brightness/contrast/saturation factors,
+    ``frame`` ``(B, 4)`` grey band widths (top, bottom, left, right) as fractions of the side, 0 = no band.
     """
 
     angle: torch.Tensor
@@ -32,6 +34,7 @@ class AugmentParams:
     ty: torch.Tensor
     flip: torch.Tensor
     jitter: torch.Tensor
+    frame: torch.Tensor
 
     @staticmethod
     def cat(parts: list[AugmentParams]) -> AugmentParams:
@@ -53,7 +56,11 @@ def sample_params(n: int, cfg: AugmentConfig, generator: torch.Generator) -> Aug
     flip = (torch.rand(n, generator=generator) < cfg.hflip_p).float()
     s = cfg.color_jitter
     jitter = u(1 - s, 1 + s, n, 3) if s > 0 else torch.ones(n, 3)
-    return AugmentParams(angle, side, tx, ty, flip, jitter)
+    frame = torch.zeros(n, 4)
+    if cfg.frame_p > 0:  # drawn last, so the other parameters do not depend on whether frames are on
+        on = (torch.rand(n, generator=generator) < cfg.frame_p).float()
+        frame = u(0.0, cfg.frame_max, n, 4) * on[:, None]
+    return AugmentParams(angle, side, tx, ty, flip, jitter, frame)
 
 
 def affine_matrices(p: AugmentParams) -> torch.Tensor:
@@ -83,6 +90,19 @@ def _jitter(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+def _grey_frame(x: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    # Bands of flat grey (0.5, the value alignment fills outside the photo with) on each side: a photo cropped
+    # tightly by its source looks like this after alignment, and either class may come from such a source.
+    h, w = x.shape[-2:]
+    rows = (torch.arange(h, device=x.device, dtype=torch.float32) + 0.5) / h
+    cols = (torch.arange(w, device=x.device, dtype=torch.float32) + 0.5) / w
+    f = frame.to(device=x.device, dtype=torch.float32)
+    keep_r = (rows[None] >= f[:, 0:1]) & (rows[None] <= 1 - f[:, 1:2])  # (B, H)
+    keep_c = (cols[None] >= f[:, 2:3]) & (cols[None] <= 1 - f[:, 3:4])  # (B, W)
+    keep = (keep_r[:, :, None] & keep_c[:, None, :])[:, None]
+    return torch.where(keep, x, torch.full_like(x, 0.5))
+
+
 def apply_params(x: torch.Tensor, p: AugmentParams, cfg: AugmentConfig) -> torch.Tensor:
     """Apply ``p`` to ``x`` ``(B, 3, H, W)`` 0–1; returns the same shape, dtype and device."""
     if x.ndim != 4 or x.shape[1] != 3:
@@ -92,6 +112,8 @@ def apply_params(x: torch.Tensor, p: AugmentParams, cfg: AugmentConfig) -> torch
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode=cfg.padding, align_corners=False)
     if cfg.color_jitter > 0:
         out = _jitter(out, p.jitter.to(x.device))
+    if cfg.frame_p > 0:
+        out = _grey_frame(out, p.frame)
     return out.to(x.dtype)
 
 

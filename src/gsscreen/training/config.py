@@ -46,6 +46,11 @@ class AugmentConfig:
         color_jitter: strength ``s`` of brightness / contrast / saturation jitter, each factor drawn from
             ``[1 - s, 1 + s]``; 0 = off (ours; the paper does not jitter colour).
         padding: what fills the corners a rotation uncovers: ``reflection``, ``border`` or ``zeros``.
+        frame_p: probability that a view gets flat-grey bands along its edges (ours): alignment fills the part of
+            the template outside the photo with grey, and how much there is depends on how tightly the photo's
+            source cropped it, a source signature; random bands on both classes teach the model to ignore it.
+            0 = off.
+        frame_max: largest band width, fraction of the side, drawn uniformly per side from ``[0, frame_max]``.
     """
 
     enabled: bool = True
@@ -54,6 +59,8 @@ class AugmentConfig:
     hflip_p: float = 0.5
     color_jitter: float = 0.0
     padding: str = "reflection"
+    frame_p: float = 0.0
+    frame_max: float = 0.3
 
 
 @dataclass
@@ -203,6 +210,10 @@ class StudyConfig:
             problems.append(f"augment.crop_scale={self.augment.crop_scale}: need 0 < low <= high <= 1")
         if self.augment.padding not in ("reflection", "border", "zeros"):
             problems.append(f"augment.padding={self.augment.padding!r}: choose reflection, border or zeros")
+        if not 0 <= self.augment.frame_p <= 1:
+            problems.append(f"augment.frame_p={self.augment.frame_p}: a probability, 0 to 1")
+        if not 0 <= self.augment.frame_max < 0.5:
+            problems.append(f"augment.frame_max={self.augment.frame_max}: need 0 <= frame_max < 0.5")
         if self.train.triplet_weight < 0:
             problems.append("train.triplet_weight must be >= 0")
         if problems:
