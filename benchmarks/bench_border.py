@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from gsscreen.cohort import cohort_from_folders, load_cohort, write_cohort_csv
+    from gsscreen.cohort import cohort_from_folders, find_images, load_cohort, write_cohort_csv
     from gsscreen.faces.align import AlignConfig
-    from gsscreen.faces.pipeline import align_cohort, image_paths
+    from gsscreen.faces.pipeline import align_cohort
     from gsscreen.models.registry import create_model
     from gsscreen.training.data import load_crops
     from gsscreen.training.splits import assign_subsets
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     table = load_cohort(csv, progress=False).ok_table()
     table["image"] = table["image"].astype(str)
     ds_images = [str(p) for p in table["image"]]
-    utk_images = [str(p) for p in image_paths(utk)]
+    utk_images = [str(p.resolve()) for p in find_images(utk)]
     model = create_model("facenet").eval()
     size = model.spec.input_size
     rows = []

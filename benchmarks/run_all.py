@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("bench_align.py", "bench_models.py", "bench_screen.py", "bench_study.py")
+ORDER = ("bench_align.py", "bench_models.py", "bench_screen.py", "bench_border.py", "bench_study.py")
 
 
 def main(argv: list[str]) -> int:

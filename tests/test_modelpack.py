@@ -94,6 +94,19 @@ def test_reload_reproduces_each_fold_model(run: Path, tmp_path: Path) -> None:
     assert pack.models[0].head is not pack.models[1].head
 
 
+def test_pack_crops_like_the_study_did(run: Path, tmp_path: Path) -> None:
+    """A pack records the run's own alignment settings (not this version's defaults), and screening uses them."""
+    from gsscreen.config import save_config
+    from gsscreen.faces.align import AlignConfig
+
+    assert load_model_pack(export_model_pack(run, tmp_path / "a.gss")).align_config.border == AlignConfig().border
+    (run / "aligned").mkdir(exist_ok=True)
+    save_config(AlignConfig(border="replicate", eye_y=0.38), run / "aligned" / "config.json")
+    pack = load_model_pack(export_model_pack(run, tmp_path / "b.gss"))
+    assert pack.info["alignment"]["border"] == "replicate"
+    assert pack.align_config == AlignConfig(border="replicate", eye_y=0.38)
+
+
 def test_folder_pack_equals_zip_pack(run: Path, tmp_path: Path) -> None:
     z = load_model_pack(export_model_pack(run, tmp_path / "m.gss"))
     folder = export_model_pack(run, str(tmp_path / "packdir") + "/")

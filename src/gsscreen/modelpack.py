@@ -167,16 +167,21 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     from safetensors.torch import save as st_save
 
     import gsscreen
+    from gsscreen.config import load_config
     from gsscreen.faces.align import AlignConfig
     from gsscreen.models.registry import create_model
     from gsscreen.training import run_folder as rf
 
     cfg = cfg or ExportConfig()
+    run = Path(run_dir)
+    # Screening must crop photos the way the study cropped its training photos: the run's own alignment settings
+    # (saved by the study), not this version's defaults.
+    align_json = run / "aligned" / "config.json"
+    align_cfg = load_config(AlignConfig, align_json) if align_json.is_file() else AlignConfig()
     if cfg.folds not in ("all", "best"):
         raise ModelPackError(f"folds must be 'all' or 'best', got {cfg.folds!r}")
     if cfg.threshold_rule not in ("pooled", "mean"):
         raise ModelPackError(f"threshold_rule must be 'pooled' or 'mean', got {cfg.threshold_rule!r}")
-    run = Path(run_dir)
     if not run.is_dir():
         raise ModelPackError(f"{run}: run folder not found")
     study_cfg = _read_json(run / "config.json")
@@ -282,7 +287,7 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "torch_version": torch.__version__,
         "backbone": backbone,
         "input_size": size,
-        "crop_size": AlignConfig().size,
+        "crop_size": align_cfg.size,
         "num_classes": int(model.num_classes),
         "dropout": float(m0["dropout"]),
         "init_seed": int(m0["init_seed"]),
@@ -301,7 +306,7 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "threshold": threshold,
         "threshold_rule": rule,
         "threshold_method": method,
-        "alignment": {k: list(v) if isinstance(v, tuple) else v for k, v in AlignConfig().key_fields().items()},
+        "alignment": {k: list(v) if isinstance(v, tuple) else v for k, v in align_cfg.key_fields().items()},
         "trained_on_aligned_crops": bool(study_cfg.get("align", True)),
         "age_range_months": list(age_range) if age_range else None,
         "cohort": {k: metrics.get(k) for k in ("n_photos", "n_gs", "n_control", "n_failures")},
