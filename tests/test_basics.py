@@ -74,3 +74,21 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = bytes(range(256)) * 9000  # > 2 MiB: several read chunks
     (tmp_path / "f.bin").write_bytes(data)
     assert sha256_file(tmp_path / "f.bin", chunk=1 << 20) == hashlib.sha256(data).hexdigest()
+
+
+def test_demo_redoes_only_its_own_study(tmp_path):
+    """`gsscreen demo` may delete and redo a study folder only when it is a study of its own synthetic cohort."""
+    import json
+
+    from gsscreen.commands.demo import _is_demo_study
+
+    csv = tmp_path / "demo" / "cohort" / "cohort.csv"
+    run = tmp_path / "demo" / "study"
+    run.mkdir(parents=True)
+    assert not _is_demo_study(run, csv)  # no cohort_source.json: not known to be ours
+    (run / "cohort_source.json").write_text(json.dumps({"cohort_csv": str(tmp_path / "mine.csv")}))
+    assert not _is_demo_study(run, csv)
+    (run / "cohort_source.json").write_text(json.dumps({"cohort_csv": str(csv)}))
+    assert _is_demo_study(run, csv)
+    (run / "cohort_source.json").write_text("{not json")
+    assert not _is_demo_study(run, csv)

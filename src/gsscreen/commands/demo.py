@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import typer
@@ -22,6 +23,7 @@ def demo(
     from gsscreen.cohort import load_cohort
     from gsscreen.demo import SYNTHETIC_NOTE, DemoCohortConfig, build_demo_cohort, simulate_readers
     from gsscreen.training.config import build_config
+    from gsscreen.training.run_folder import RunFolderMismatch
     from gsscreen.training.study import run_study
 
     typer.secho(SYNTHETIC_NOTE, fg=typer.colors.YELLOW, bold=True)
@@ -42,7 +44,16 @@ def demo(
     # most of them near-duplicates and merge them into two giant split groups; here each synthetic subject is a
     # person of its own, so the check is off.
     cohort = load_cohort(csv, near_duplicate_distance=None, progress=not quiet)
-    result = run_study(cohort, run_dir, cfg, progress=not quiet)
+    try:
+        result = run_study(cohort, run_dir, cfg, progress=not quiet)
+    except RunFolderMismatch as exc:
+        if not _is_demo_study(run_dir, csv):
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        # A demo study from other settings (an older gsscreen, other options): synthetic, cheap, ours to redo.
+        typer.echo(f"{run_dir} holds a demo study with other settings; starting it afresh")
+        shutil.rmtree(run_dir)
+        result = run_study(cohort, run_dir, cfg, progress=not quiet)
     # Marks the run folder so the report (and anyone reading the folder) sees that the cohort is synthetic.
     (run_dir / "SYNTHETIC.txt").write_text(SYNTHETIC_NOTE + "\n", encoding="utf-8")
     typer.echo(result.summary_table().to_string())
@@ -54,6 +65,17 @@ def demo(
         path = build_report(run_dir, out=out / "report.html", readers_csv=readers_csv, cohort_csv=csv)
         typer.echo(f"report: {path}")
     typer.secho("Reminder: " + SYNTHETIC_NOTE, fg=typer.colors.YELLOW)
+
+
+def _is_demo_study(run_dir: Path, cohort_csv: Path) -> bool:
+    """True when ``run_dir`` is a study of this demo's synthetic cohort (safe to delete and redo)."""
+    import json
+
+    try:
+        src = json.loads((run_dir / "cohort_source.json").read_text(encoding="utf-8"))
+        return Path(src["cohort_csv"]).resolve() == cohort_csv.resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def register(app: typer.Typer) -> None:
