@@ -63,7 +63,7 @@ def test_batch_good_and_bad(tmp_path: Path, mixed_batch: dict[str, Path]) -> Non
     table = pd.read_csv(res.landmarks_csv)
     assert len(table) == 2 and set(LANDMARK_COLUMNS) <= set(table.columns)
     for _, row in table.iterrows():
-        crop = np.asarray(Image.open(row["crop"]))
+        crop = np.asarray(Image.open(res.landmarks_csv.parent / row["crop"]))
         assert crop.shape == (160, 160, 3)
         assert Path(row["crop"]).name.startswith(Path(row["image"]).stem + "-")
         lm = row[LANDMARK_COLUMNS].to_numpy(float).reshape(5, 2)
@@ -71,6 +71,26 @@ def test_batch_good_and_bad(tmp_path: Path, mixed_batch: dict[str, Path]) -> Non
         assert 0.0 <= row["outside"] < 0.5  # share of the crop outside the photo: these portraits have room
     assert res.qc_sheet is not None and Image.open(res.qc_sheet).size[0] > 0
     assert load_config(AlignConfig, res.config_json) == AlignConfig(workers=2, size=160)
+
+
+def test_relative_output_folder_stays_readable(tmp_path: Path, mixed_batch: dict[str, Path],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aligned into a relative folder: the table holds absolute crop paths, landmarks.csv paths relative to its own
+    folder, and the report's reader finds every crop from another working directory and after a move."""
+    from gsscreen.report.run import read_landmarks
+
+    monkeypatch.chdir(tmp_path)
+    res = align_cohort([mixed_batch["astronaut"], mixed_batch["hopper"]], Path("run") / "aligned",
+                       AlignConfig(size=96), progress=False)
+    assert all(Path(c).is_absolute() and Path(c).is_file() for c in res.aligned["crop"])
+    assert all(c.startswith("crops/") for c in pd.read_csv(res.landmarks_csv)["crop"])
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "run").rename(tmp_path / "elsewhere" / "run")
+    monkeypatch.chdir(tmp_path / "elsewhere" / "run")
+    problems: list[str] = []
+    found = read_landmarks(tmp_path / "elsewhere" / "run" / "aligned" / "landmarks.csv", problems)
+    assert len(found) == 2 and not problems
+    assert all(crop.is_file() for crop, _lm in found.values())
 
 
 def test_cache_second_run_hits(tmp_path: Path, mixed_batch: dict[str, Path]) -> None:

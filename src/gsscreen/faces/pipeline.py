@@ -282,7 +282,8 @@ def align_cohort(
 ) -> AlignmentResult:
     """Align every photo of ``items`` (a Cohort, a DataFrame with ``image``, or paths) into ``out_dir``.
 
-    Writes ``crops/<stem>-<hash8>.png`` (cfg.size² RGB), ``landmarks.csv``, ``failures.csv``, ``qc_sheet.png``
+    Writes ``crops/<stem>-<hash8>.png`` (cfg.size² RGB), ``landmarks.csv`` (its ``crop`` column relative to its
+    own folder; the returned ``aligned`` table has absolute paths), ``failures.csv``, ``qc_sheet.png``
     (first ``cfg.qc_count`` crops with landmarks) and ``config.json``. Uses ``cfg.workers`` processes and the
     cache (unless ``cfg.cache`` is False). Per-photo problems go to ``failures``; nothing raises for a bad photo.
     """
@@ -292,7 +293,7 @@ def align_cohort(
     t0 = time.perf_counter()
     cfg = cfg or AlignConfig()
     paths = image_paths(items)
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # the returned table holds absolute crop paths, whatever the working directory
     crops_dir = out / "crops"
     crops_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
@@ -364,7 +365,11 @@ def align_cohort(
     failures = pd.DataFrame(fail_rows, columns=FAILURE_COLUMNS)
     landmarks_csv = out / "landmarks.csv"
     failures_csv = out / "failures.csv"
-    aligned.to_csv(landmarks_csv, index=False)
+    # On disk the crops are named relative to landmarks.csv's folder ("crops/…"), so the folder can be moved and
+    # every reader (report, explain) resolves them the same way.
+    on_disk = aligned.copy()
+    on_disk["crop"] = [Path(c).relative_to(out).as_posix() for c in on_disk["crop"]]
+    on_disk.to_csv(landmarks_csv, index=False)
     failures.to_csv(failures_csv, index=False)
 
     sheet = None
