@@ -45,7 +45,10 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    from gsscreen.errors import cli_errors
+
+    with cli_errors():
+        app()
 
 
 if __name__ == "__main__":

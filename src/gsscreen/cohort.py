@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gsscreen.errors import GsscreenError
+
 GS = "GS"
 CONTROL = "control"
 
@@ -136,7 +138,7 @@ BLOCKING_KINDS = frozenset(
 DEFAULT_NEAR_DUPLICATE_DISTANCE = 26
 
 
-class CohortError(ValueError):
+class CohortError(GsscreenError, ValueError):
     """Misuse: the cohort table cannot be read at all (missing file, missing required columns, bad folders)."""
 
 

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gsscreen.errors import GsscreenError
+
 if TYPE_CHECKING:
     import torch
 
@@ -60,7 +62,7 @@ MAX_MEMBER_BYTES = 4 * 1024**3
 TAMPERED = "weights.safetensors does not match the checksum in model.json: the file was modified or corrupted"
 
 
-class ModelPackError(ValueError):
+class ModelPackError(GsscreenError, ValueError):
     """A model pack (or a run folder to export) cannot be used; the message names the file and the problem."""
 
 

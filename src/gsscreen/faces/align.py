@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 import cv2
 import numpy as np
 
+from gsscreen.errors import GsscreenError
 from gsscreen.faces.mtcnn import Detection, get_detector
 
 _PAD_MODES = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
@@ -25,7 +26,7 @@ BORDER_MODES = {"grey": cv2.BORDER_CONSTANT, **_PAD_MODES}
 GREY = 128
 
 
-class NoFaceError(Exception):
+class NoFaceError(GsscreenError):
     """No face was found in a photo (after all retries). ``reason`` says what was tried."""
 
     def __init__(self, reason: str, file: str | None = None) -> None:

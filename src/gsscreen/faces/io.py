@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gsscreen.errors import GsscreenError
+
 #: Refuse images with more pixels than this (a 100-MP photo is already far beyond any camera portrait).
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
-class ImageError(Exception):
+class ImageError(GsscreenError):
     """A photo could not be read. ``file`` names it, ``reason`` says why (both are in the message)."""
 
     def __init__(self, file: str, reason: str) -> None:

@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 
+from gsscreen.errors import GsscreenError
 
-class WeightsError(ValueError):
+
+class WeightsError(GsscreenError, ValueError):
     """A weight file cannot be used: wrong format, unsafe content, or unexpected layout. The message names the file."""
 
 

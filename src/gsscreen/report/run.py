@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gsscreen.errors import GsscreenError
+
 PREDICTION_COLUMNS = ("photo", "label", "fold", "p_gs")
 SYNTHETIC_MARKERS = ("SYNTHETIC", "SYNTHETIC.txt", "SYNTHETIC.md")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(GsscreenError, ValueError):
     """The folder is not a usable run folder (names the file and what is wrong)."""
 
 

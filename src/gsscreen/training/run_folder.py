@@ -38,6 +38,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from gsscreen.errors import GsscreenError
+
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 HISTORY = "history.csv"
@@ -45,7 +47,7 @@ RESULT = "result.json"
 FOLD_PREDICTIONS = "predictions.csv"
 
 
-class RunFolderMismatch(RuntimeError):
+class RunFolderMismatch(GsscreenError, RuntimeError):
     """The run folder was made by a different config or cohort; it cannot be resumed."""
 
 

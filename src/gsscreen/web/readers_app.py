@@ -47,6 +47,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from gsscreen.errors import GsscreenError
+
 log = logging.getLogger(__name__)
 
 ROLES = ("junior", "senior")
@@ -135,7 +137,7 @@ class StudyPhoto:
     path: Path
 
 
-class ReaderStudyError(Exception):
+class ReaderStudyError(GsscreenError):
     """A refused request: ``status`` is the HTTP status the app answers with, ``detail`` says why."""
 
     def __init__(self, status: int, detail: str) -> None:
