@@ -51,7 +51,7 @@ def test_limits_round_trip_and_validation() -> None:
 def test_judge_frontal_face_is_usable() -> None:
     v = judge(_measures())
     assert v.usable and v.reasons == [] and v.measures["iod_px"] == pytest.approx(60.0)
-    assert outcome_of(v, 0.9, 0.5) == "refer" and outcome_of(v, 0.1, 0.5) == "no_signal"
+    assert outcome_of(v.usable, 0.9, 0.5) == "refer" and outcome_of(v.usable, 0.1, 0.5) == "no_signal"
 
 
 def test_judge_reasons() -> None:
@@ -69,7 +69,7 @@ def test_judge_reasons() -> None:
     off_box = FRONTAL + np.array([0, -120])  # landmarks on the hair, above the face box
     assert "implausible_landmarks" in judge(_measures(off_box)).reasons
     v = judge(_measures(), QualityLimits(min_iod_px=100))
-    assert not v.usable and outcome_of(v, 0.99, 0.5) == "inconclusive"  # P(GS) known, yet no call
+    assert not v.usable and outcome_of(v.usable, 0.99, 0.5) == "inconclusive"  # P(GS) known, yet no call
 
 
 def test_judge_several_faces() -> None:

@@ -133,9 +133,10 @@ def unusable(reason: str, **measures: Any) -> QualityVerdict:
     return QualityVerdict(False, [reason], dict(measures))
 
 
-def outcome_of(verdict: QualityVerdict, p_gs: float | None, threshold: float) -> str:
-    """The outcome code: inconclusive unless the face is usable and P(GS) is known."""
-    if not verdict.usable or p_gs is None or not math.isfinite(p_gs):
+def outcome_of(usable: bool, p_gs: float | None, threshold: float) -> str:
+    """The outcome code: inconclusive unless the face is ``usable`` (:attr:`QualityVerdict.usable`) and P(GS) is
+    known; then refer when ``p_gs >= threshold``."""
+    if not usable or p_gs is None or not math.isfinite(p_gs):
         return INCONCLUSIVE
     return REFER if p_gs >= threshold else NO_SIGNAL
 
