@@ -106,3 +106,35 @@ def test_bar_chart_png(tmp_path) -> None:
     data = region_bars({"periocular": 0.3, "nasal": -0.05, "perioral": 0.1, "outline": 0.0, "outside": math.nan},
                        tmp_path / "bars.png")
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "bars.png").read_bytes() == data
+
+
+# ------------------------------------------------------------------------------------------------ in screening
+
+
+def test_pack_records_its_cam_and_screening_shows_regions(tmp_path, astronaut) -> None:
+    """A new pack records the CAM it is explained with; screening a photo returns region deltas (also in the
+    JSON), the web page's region figure and the batch output's bar chart beside the heatmap."""
+    import json
+
+    from screen_support import fabricate_run
+
+    from gsscreen.explain_cam import CamSpec, default_cam
+    from gsscreen.explain_regions import regions_figure_html
+    from gsscreen.modelpack import ExportConfig, export_model_pack, load_model_pack, read_model_pack
+
+    run = fabricate_run(tmp_path / "run", folds=2, unfreeze_from=5)
+    pack = export_model_pack(run, tmp_path / "m.gss", ExportConfig(name="t"))
+    assert read_model_pack(pack).info["cam"] == default_cam("tiny").to_dict()
+    sm = load_model_pack(pack)
+    res = sm.screen(astronaut)
+    assert res.ok and set(res.regions) == set(REGIONS)
+    assert all(math.isfinite(v) and -1 <= v <= 1 for v in res.regions.values())
+    assert json.loads(json.dumps(res.to_dict()))["regions"] == res.regions
+    html = regions_figure_html(res.regions)
+    assert 'id="region-bars"' in html and "periocular" in html and "data:image/png;base64," in html
+    assert regions_figure_html(None) == ""
+    assert sm.screen(astronaut, heatmap=False).regions is None
+    # A pack whose model.json names another CAM is explained with it (one pass over the shared frozen body).
+    sm.cam = CamSpec("layercam", ("body.2", "body.4"))
+    p, maps, flat = sm.explain_tensor(sm.to_tensor(res.crop))
+    assert maps.shape == (2, 1, 64, 64) and p.shape == (1, 2) and not flat.any()

@@ -249,3 +249,50 @@ def region_bars(deltas: Mapping[str, float], path: str | Path | None = None, tit
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
     return data
+
+
+def pack_regions(model: Any, batch: Sequence[Any]) -> list[dict[str, float] | None]:
+    """Region deltas for prepared photos of :class:`gsscreen.screening.ScreeningModel` (``model_input``
+    ``(S, S, 3)`` uint8 and ``landmarks`` in crop pixels): the fold models' mean P(GS) of the plain view, for the
+    photo and each occluded copy, all in one forward. A photo without landmarks gets None."""
+    import torch
+
+    views, idx = [], []
+    for i, prep in enumerate(batch):
+        lm = getattr(prep, "landmarks", None)
+        if lm is None:
+            continue
+        img = np.asarray(prep.model_input)
+        scale = img.shape[0] / np.asarray(prep.crop).shape[0]
+        try:
+            views.append(occluded_views(img, region_masks(np.asarray(lm, dtype=np.float64) * scale, img.shape[:2])))
+        except ValueError:
+            continue  # degenerate landmarks: no regions for this photo, the screening goes on
+        idx.append(i)
+    out: list[dict[str, float] | None] = [None] * len(batch)
+    if not views:
+        return out
+    x = torch.from_numpy(np.concatenate(views)).permute(0, 3, 1, 2).float().div_(255.0)
+    p = model.predict_tensor_views(x).mean(axis=1).reshape(len(idx), 1 + len(REGIONS))
+    for i, pi in zip(idx, p, strict=True):
+        out[i] = {r: round(float(pi[0] - pi[k]), 4) for k, r in enumerate(REGIONS, start=1)}
+    return out
+
+
+def regions_figure_html(deltas: Mapping[str, float] | None) -> str:
+    """A ``<figure>`` with the bar chart (inline PNG) and the numbers as a small table, for the screening page;
+    ``""`` when there are none."""
+    import base64
+    import html
+
+    if not deltas:
+        return ""
+    png = base64.b64encode(region_bars(deltas)).decode("ascii")
+    rows = "".join(f"<tr><td>{html.escape(REGION_LABELS[r])}</td><td>{float(deltas[r]):+.3f}</td></tr>"
+                   for r in REGIONS if r in deltas)
+    return ('<figure class="region-bars" id="region-bars">'
+            f'<img src="data:image/png;base64,{png}" alt="drop in P(GS) when each facial region is greyed out">'
+            "<figcaption>Which facial region carried the evidence: the drop in P(GS) when the region is greyed "
+            "out (right = evidence for GS)</figcaption>"
+            f'<table class="region-table"><thead><tr><th>region</th><th>ΔP(GS)</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></figure>")

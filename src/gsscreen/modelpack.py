@@ -271,6 +271,8 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     blob = st_save(out_tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
 
     spec = model.spec
+    from gsscreen.explain_cam import default_cam
+
     size = int(m0.get("image_size") or study_cfg.get("image_size") or spec.input_size)
     age_range = cfg.age_range_months
     if age_range is None and cfg.cohort:
@@ -304,6 +306,8 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "frozen_source": frozen_source,
         "frozen_sha256": tensors_fingerprint(frozen),
         "weight_source": spec.weight_source,
+        # The heatmap every consumer of the pack shows (screen, serve): gsscreen.explain_cam, chosen by measurement.
+        "cam": default_cam(backbone).to_dict(),
         "n_folds": len(kept),
         "folds": [{"index": i, "run_fold": f["run_fold"], "threshold": float(f["result"]["threshold"]),
                    "val_auc": (f["result"].get("best_val") or {}).get("auc"),

@@ -103,6 +103,8 @@ class ScreenResult:
     problem: str | None = None
     face: dict[str, Any] | None = None
     seconds: float = 0.0
+    #: drop in P(GS) when each facial region is greyed out (gsscreen.explain_regions), with the heatmap
+    regions: dict[str, float] | None = None
     heatmap: np.ndarray | None = field(default=None, repr=False)
     overlay: np.ndarray | None = field(default=None, repr=False)
     crop: np.ndarray | None = field(default=None, repr=False)
@@ -153,6 +155,9 @@ class ScreeningModel:
         self.shared_upto = min(int(info.get("unfreeze_from", self.n_body)), self.n_body)
         self.cam_layer = str(base.spec.cam_layer)  # type: ignore[union-attr]
         self.cam_index = _cam_index(self.cam_layer)
+        from gsscreen.explain_cam import cam_for_pack
+
+        self.cam = cam_for_pack(info, base)  # the pack's recorded CAM; older packs: Grad-CAM at cam_layer
         known = set(AlignConfig().key_fields())
         al = {k: tuple(v) if isinstance(v, list) else v for k, v in (info.get("alignment") or {}).items() if k in known}
         self.align_config = AlignConfig(**al)
@@ -240,6 +245,11 @@ class ScreeningModel:
 
         k_n, b = len(self.models), x.shape[0]
         c, s = self.cam_index, self.shared_upto
+        if self.cam.layers != (self.cam_layer,) or self.cam.method != "gradcam":
+            from gsscreen.explain_cam import ensemble_cams
+
+            p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s)
+            return ((p + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0 if self.tta_flip else p), maps, flat
         if c is None or c >= self.n_body:
             return self._explain_fallback(x)
         with torch.no_grad():
@@ -376,7 +386,7 @@ class ScreeningModel:
         return PreparedPhoto(file=file, crop=face.image, model_input=self.model_input(face.image), flags=flags,
                              flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0,
                              usable=verdict.usable, reasons=list(verdict.reasons), notes=list(verdict.notes),
-                             faces=faces, quality=verdict.measures)
+                             faces=faces, quality=verdict.measures, landmarks=np.asarray(face.landmarks))
 
     def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True) -> list[ScreenResult]:
         """The model on a batch of prepared photos (one batched forward; one batched Grad-CAM pass when
@@ -392,9 +402,17 @@ class ScreeningModel:
             p, maps, flat = self.explain_tensor(x)
         else:
             p, maps, flat = self.predict_tensor(x), None, None
+        regions = None
+        if heatmap:  # facial-region attributions beside the heatmap: one forward of every occluded view
+            from gsscreen.explain_regions import pack_regions
+
+            regions = pack_regions(self, batch)
         share = (time.perf_counter() - t0) / len(batch)
-        return [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
-                             share) for i, b in enumerate(batch)]
+        out = [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
+                            share) for i, b in enumerate(batch)]
+        for r, reg in zip(out, regions or [], strict=False):
+            r.regions = reg
+        return out
 
     def _finish(self, prep: PreparedPhoto, fold_p: np.ndarray, maps: np.ndarray | None, flat: np.ndarray | None,
                 seconds: float) -> ScreenResult:
@@ -484,6 +502,7 @@ class PreparedPhoto:
     notes: list[str] = field(default_factory=list)
     faces: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # (5, 2) in crop pixels
 
 
 # ----------------------------------------------------------------------------------------------------- model lookup

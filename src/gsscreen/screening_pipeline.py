@@ -220,6 +220,10 @@ class _Writer:
         tmp = p.with_name(p.name + ".tmp")
         Image.fromarray(res.overlay).save(tmp, format="PNG")
         os.replace(tmp, p)
+        if res.regions:  # the region bar chart beside the heatmap
+            from gsscreen.explain_regions import region_bars
+
+            region_bars(res.regions, p.with_name(p.name.removesuffix("_gradcam.png") + "_regions.png"))
         return str(p.relative_to(self.out))
 
     def write(self, items: list[tuple[ScreenResult, str | None]]) -> None:

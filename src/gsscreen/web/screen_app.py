@@ -511,6 +511,9 @@ def _result_html(res: ScreenResult, model: ScreeningModel) -> str:
     heat = (f'<figure><img id="heatmap" src="data:image/png;base64,{_png_b64(res.overlay)}" '
             'alt="Grad-CAM heatmap over the aligned face"><figcaption>Where the model looked (Grad-CAM, mean of the '
             'fold models)</figcaption></figure>' if res.overlay is not None else "")
+    from gsscreen.explain_regions import regions_figure_html
+
+    heat += regions_figure_html(res.regions)  # region bars beside the heatmap (empty without attributions)
     crop = (f'<figure><img id="crop" src="data:image/png;base64,{_png_b64(res.crop)}" alt="the aligned face">'
             '<figcaption>Aligned face</figcaption></figure>' if res.crop is not None else "")
     return _page(
