@@ -12,8 +12,7 @@ from torch import nn
 
 from gsscreen.explain import compute_cams
 from gsscreen.explain_cam import CamSpec, cam_for_pack, default_cam, ensemble_cams, model_cams
-from gsscreen.explain_faith import (curve_auc, deletion_insertion, map_rank_correlation, random_maps,
-                                    randomised_copy)
+from gsscreen.explain_faith import curve_auc, deletion_insertion, map_rank_correlation, random_maps, randomised_copy
 from gsscreen.models import create_model
 
 
@@ -154,7 +153,7 @@ def test_unshared_bodies_are_refused_and_layers_checked() -> None:
 # ------------------------------------------------------------------------------------------------ sanity check
 
 
-@pytest.mark.parametrize("spec", [CamSpec("gradcam", ("body.2",)), CamSpec("layercam", ("body.1", "body.2"))])
+@pytest.mark.parametrize("spec", [CamSpec("gradcam", ("body.2",)), CamSpec("hirescam", ("body.1", "body.2"))])
 def test_model_randomisation_sanity_check(trained_blob_model, spec: CamSpec) -> None:
     """Adebayo et al. 2018: maps must change when the trained weights are replaced by random ones. Two runs of the
     trained model agree (rank correlation 1); the trained and a randomised model's maps must agree far less."""
@@ -221,3 +220,26 @@ def test_deletion_insertion_checks_shapes() -> None:
         deletion_insertion(_corner_model, imgs.astype(float), np.zeros((2, 8, 8)))
     np.testing.assert_allclose(curve_auc(np.ones((2, 5))), [1.0, 1.0])
     assert np.isnan(map_rank_correlation(np.ones((1, 4, 4)), np.random.default_rng(0).random((1, 4, 4)))[0])
+
+
+def test_record_cam_rewrites_only_model_json(tmp_path) -> None:
+    import zipfile
+
+    from screen_support import fabricate_run
+
+    from gsscreen.explain_cam import record_cam
+    from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, load_model_pack
+
+    pack = export_model_pack(fabricate_run(tmp_path / "run", folds=2, unfreeze_from=5), tmp_path / "m.gss",
+                             ExportConfig(name="t"))
+    with zipfile.ZipFile(pack) as z:
+        before = {n: z.read(n) for n in z.namelist()}
+    spec = CamSpec("hirescam", ("body.2", "body.4"))
+    record_cam(pack, spec)
+    with zipfile.ZipFile(pack) as z:
+        after = {n: z.read(n) for n in z.namelist()}
+    assert set(after) == set(before)
+    assert all(after[n] == before[n] for n in before if n != "model.json")
+    assert load_model_pack(pack).cam == spec  # and the weights still verify
+    with pytest.raises(ModelPackError, match="no layer"):
+        record_cam(pack, CamSpec("gradcam", ("body.2.99",)))

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from gsscreen.explain import face_region_mask
-from gsscreen.explain_regions import (REGIONS, occluded_views, region_attributions, region_bars, region_masks,
-                                      region_shares, region_summary, summary_sentence)
+from gsscreen.explain_regions import (
+    REGIONS,
+    occluded_views,
+    region_attributions,
+    region_bars,
+    region_masks,
+    region_shares,
+    region_summary,
+    summary_sentence,
+)
 
 # A frontal face in a 224 crop, as the aligner's template puts it (eyes at y 0.4, mouth at y 0.68).
 LM = np.array([[80.0, 90.0], [144.0, 90.0], [112.0, 122.0], [84.0, 152.0], [140.0, 152.0]])
@@ -41,7 +49,7 @@ def test_regions_follow_a_tilted_smaller_face() -> None:
     lm = (LM - 112) @ rot.T * 0.6 + 112
     m = region_masks(lm, (224, 224))
     for i, r in ((0, "periocular"), (2, "nasal"), (4, "perioral")):
-        assert m[r][int(round(lm[i, 1])), int(round(lm[i, 0]))], r
+        assert m[r][round(float(lm[i, 1])), round(float(lm[i, 0]))], r
     assert m["periocular"].sum() < region_masks(LM, (224, 224))["periocular"].sum()
 
 
@@ -138,3 +146,35 @@ def test_pack_records_its_cam_and_screening_shows_regions(tmp_path, astronaut) -
     sm.cam = CamSpec("layercam", ("body.2", "body.4"))
     p, maps, flat = sm.explain_tensor(sm.to_tensor(res.crop))
     assert maps.shape == (2, 1, 64, 64) and p.shape == (1, 2) and not flat.any()
+
+
+def test_fold_summary_and_fig3_table_per_fold_and_pooled() -> None:
+    from gsscreen.explain_regions import fig3_context, fold_summary, fold_summary_lines
+
+    nan = math.nan
+    rows = [
+        # fold, on-face share, on face, periocular/nasal/perioral/outline/outside deltas
+        (0, 0.8, True, (0.3, 0.1, 0.0, 0.0, 0.0)),
+        (0, 0.3, False, (0.0, 0.0, 0.0, 0.0, 0.2)),
+        (1, 0.9, True, (0.2, 0.0, 0.2, 0.0, 0.0)),
+        (1, nan, False, (nan,) * 5),  # no map, no attributions: left out of both counts
+    ]
+    recs = []
+    for fold, share, on, deltas in rows:
+        d = dict(zip(REGIONS, deltas, strict=True))
+        recs.append({"fold": fold, "on_face_share": share, "on_face": on, **{f"delta_{r}": v for r, v in d.items()},
+                     **{f"share_{r}": v for r, v in (region_shares(d) if not math.isnan(deltas[0]) else
+                                                     dict.fromkeys(REGIONS, nan)).items()}})
+    s = fold_summary(recs)
+    assert (s["pooled"]["n_maps"], s["pooled"]["n_on_face"]) == (3, 2)
+    assert (s["folds"][0]["n_on_face"], s["folds"][1]["n_maps"]) == (1, 1)
+    sh = s["pooled"]["regions"]["share"]
+    assert sh["periocular"] == pytest.approx((0.75 + 0 + 0.5) / 3)
+    assert sh["outside"] == pytest.approx(1 / 3)
+    assert "more than half of its mass" in s["rule"]
+    lines = fold_summary_lines(s)
+    assert lines[0].startswith("fold 0: 1 of 2 maps mainly on the face") and lines[2].startswith("pooled: 2 of 3")
+    ctx = fig3_context(recs)
+    assert [r["name"] for r in ctx["rows"]] == ["fold 0", "fold 1", "pooled"]
+    assert ctx["rows"][2]["on"] == "2 of 3" and ctx["rows"][2]["shares"][0] == "42%"
+    assert "periocular region carries 42%" in ctx["sentence"]

@@ -42,9 +42,13 @@ def deletion_insertion(
     fill: int = 128,
     seed: int = 0,
     batch: int = 64,
+    canvas: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """P(GS) curves ``(deletion, insertion)``, each ``(N, steps + 1)``, at fractions ``0, 1/steps, ..., 1`` of the
-    pixels greyed out (deletion) or revealed on a grey image (insertion), most salient first."""
+    pixels greyed out (deletion) or revealed on a grey image (insertion), most salient first.
+
+    canvas: ``(N, H, W, 3)`` uint8 the insertion starts from instead of grey (Petsiuk et al. use a blurred copy
+    of the photo, for models that call a flat grey image anything but neutral)."""
     imgs = np.asarray(images)
     m = np.asarray(maps, dtype=np.float64)
     if imgs.ndim != 4 or imgs.shape[3] != 3 or imgs.dtype != np.uint8:
@@ -55,6 +59,8 @@ def deletion_insertion(
         raise ValueError(f"steps must be >= 1, got {steps}")
     n, h, w = m.shape
     order = _orders(m, seed)
+    if canvas is not None and np.shape(canvas) != imgs.shape:
+        raise ValueError(f"canvas must be {imgs.shape}, got {np.shape(canvas)}")
     counts = np.round(np.linspace(0, h * w, steps + 1)).astype(int)
     views = np.empty((2, n, steps + 1, h, w, 3), dtype=np.uint8)
     for i in range(n):
@@ -64,7 +70,7 @@ def deletion_insertion(
             hit = hit.reshape(h, w)
             views[0, i, t] = imgs[i]
             views[0, i, t][hit] = fill
-            views[1, i, t] = fill
+            views[1, i, t] = fill if canvas is None else canvas[i]
             views[1, i, t][hit] = imgs[i][hit]
     flat = views.reshape(-1, h, w, 3)
     p = np.concatenate([np.asarray(predict(flat[k:k + batch]), dtype=np.float64).reshape(-1)

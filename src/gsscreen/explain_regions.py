@@ -296,3 +296,65 @@ def regions_figure_html(deltas: Mapping[str, float] | None) -> str:
             "out (right = evidence for GS)</figcaption>"
             f'<table class="region-table"><thead><tr><th>region</th><th>ΔP(GS)</th></tr></thead>'
             f"<tbody>{rows}</tbody></table></figure>")
+
+
+#: The rule behind "mainly on the face", stated wherever the count is shown.
+ON_FACE_RULE = ("a map is mainly on the face when more than half of its mass lies inside the face region (the "
+                "5 landmarks widened to forehead, cheeks and chin; gsscreen.explain.face_region_mask)")
+
+
+def fold_summary(rows: Any) -> dict[str, Any]:
+    """The Fig. 3 numbers per fold and pooled from the rows of ``gsscreen explain`` / the report's gallery
+    (columns ``fold``, ``on_face_share``, ``on_face`` and, when computed, ``delta_<region>``/``share_<region>``).
+
+    Returns ``{"rule", "pooled": {...}, "folds": {fold: {...}}}``, each part ``{"n_maps", "n_on_face",
+    "regions": region_summary}``.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+
+    def part(d: pd.DataFrame) -> dict[str, Any]:
+        ok = d[d["on_face_share"].notna()] if "on_face_share" in d else d.iloc[:0]
+        out: dict[str, Any] = {"n_maps": len(ok), "n_on_face": int(ok["on_face"].astype(bool).sum()) if len(ok) else 0}
+        if f"delta_{REGIONS[0]}" in d:
+            out["regions"] = region_summary(d.assign(p_gs=d[f"delta_{REGIONS[0]}"]))
+        return out
+
+    folds = {int(f): part(g) for f, g in df.groupby("fold")} if "fold" in df and len(df) else {}
+    return {"rule": ON_FACE_RULE, "pooled": part(df), "folds": folds}
+
+
+def fold_summary_lines(summary: Mapping[str, Any], who: str = "GS photos") -> list[str]:
+    """Plain-text lines of :func:`fold_summary` (per fold, then pooled) for the terminal."""
+    lines = []
+    for name, part in [*((f"fold {f}", p) for f, p in summary["folds"].items()), ("pooled", summary["pooled"])]:
+        text = f"{name}: {part['n_on_face']} of {part['n_maps']} maps mainly on the face"
+        if "regions" in part and part["regions"]["n"]:
+            sh = part["regions"]["share"]
+            text += "; evidence " + ", ".join(f"{REGION_LABELS[r]} {sh[r]:.0%}" for r in REGIONS
+                                              if math.isfinite(sh[r]))
+        lines.append(text)
+    if "regions" in summary["pooled"]:
+        lines.append(summary_sentence(summary["pooled"]["regions"], who))
+    lines.append(f"rule: {summary['rule']}")
+    return lines
+
+
+def fig3_context(rows: Any, who: str = "GS test photos") -> dict[str, Any]:
+    """Template context of the report's Fig. 3 table (``report/templates/sections/_gradcam_regions.html.j2``):
+    maps mainly on the face and the region shares of the evidence, per fold and pooled, with the rule stated."""
+    s = fold_summary(rows)
+    out_rows = []
+    for name, part in [*((f"fold {f}", p) for f, p in s["folds"].items()), ("pooled", s["pooled"])]:
+        reg = part.get("regions") or {"share": {}, "n": 0}
+        out_rows.append({
+            "name": name, "on": f"{part['n_on_face']} of {part['n_maps']}",
+            "pct": f"{part['n_on_face'] / part['n_maps']:.0%}" if part["n_maps"] else "–",
+            "shares": [f"{reg['share'][r]:.0%}" if reg["n"] and math.isfinite(reg["share"][r]) else "–"
+                       for r in REGIONS],
+        })
+    has_regions = "regions" in s["pooled"]
+    return {"rule": s["rule"], "regions": [REGION_LABELS[r] for r in REGIONS], "rows": out_rows,
+            "has_regions": has_regions,
+            "sentence": summary_sentence(s["pooled"]["regions"], who) if has_regions else ""}
