@@ -22,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screen_result.png")
+    ap.add_argument("--example", default="astronaut", help="embedded public-domain portrait: astronaut or grace_hopper")
     args = ap.parse_args()
 
     from PIL import Image
@@ -40,8 +41,8 @@ def main() -> None:
 
         pack = facenet_pack(tmp)
     app = create_app(ScreenAppConfig(audit_db=str(tmp / "audit.sqlite")), load_model_pack(pack))
-    photo = tmp / "astronaut.jpg"
-    Image.fromarray(example_image("astronaut")).save(photo, quality=92)
+    photo = tmp / f"{args.example}.jpg"
+    Image.fromarray(example_image(args.example)).save(photo, quality=92)
     with serve_in_thread(app) as base, sync_playwright() as pw:
         browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 860, "height": 900})
@@ -49,7 +50,7 @@ def main() -> None:
         page.set_input_files("#photo", str(photo))
         page.fill("input[name=age_months]", "36")
         page.click("button[type=submit]")
-        page.wait_for_selector("#p-gs", timeout=120_000)
+        page.wait_for_selector("#p-gs", timeout=600_000)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out), full_page=True)
         browser.close()

@@ -94,7 +94,7 @@ def test_cam_spec_parse_roundtrip_and_errors() -> None:
 
 
 def test_defaults_and_pack_fallback() -> None:
-    assert default_cam("facenet") == CamSpec("layercam", ("body.2", "body.4"))
+    assert default_cam("facenet") == CamSpec("hirescam", ("body.4",))
     assert default_cam("vgg16").layers == ("body.5.8",)  # conv5_3, 14×14, as the paper
     tiny = create_model("tiny", pretrained=False)
     assert default_cam("tiny") == CamSpec("gradcam", (tiny.spec.cam_layer,))

@@ -15,11 +15,24 @@ A :class:`CamSpec` names a method and one or more layers:
   (then scaled to 0–1 again), so a fine layer adds the where and a coarse layer the what.
 
 The default per backbone (:data:`DEFAULT_CAMS`) was chosen by measurement with the shipped FaceNet demo model on
-held-out ds-kaggle GS photos (``benchmarks/bench_faithfulness.py``, see ``docs/design.md``): Grad-CAM at block17
-(8×8) put 58–68% of the GS maps mainly on the face and Grad-CAM at the last stages (3×3) 8–38%; Layer-CAM over
-block35 (17×17) and block17 (8×8) puts ~97% there, with the better deletion and insertion areas. A model pack
-records its choice in ``model.json`` (``"cam": {"method": ..., "layers": [...]}``); a pack without that entry is
-explained with its backbone's Grad-CAM layer (``spec.cam_layer``), as before.
+held-out ds-kaggle GS photos (fold 0's maps of the first 24 by name; ``benchmarks/bench_faithfulness.py`` for the
+ensemble, deletion and insertion; numbers in ``docs/design.md``). Mainly on the face / Spearman correlation with
+the maps of the same model with a random head (lower = the map depends on what was trained):
+
+======================  =====================  ==================  ==================
+layer (map size)        Grad-CAM               HiResCAM            Layer-CAM
+======================  =====================  ==================  ==================
+block35 (17×17)         2/24; -0.03            20/24; 0.17         24/24; 0.88–0.91
+reduction A (8×8)       9/24; -0.08 to 0.02    24/24; 0.16–0.28    24/24; 0.89–0.94
+block17 (8×8)           13/24; -0.13 to -0.02  24/24; 0.24–0.30    24/24; 0.86–0.93
+======================  =====================  ==================  ==================
+
+(two random heads each). Grad-CAM's space-averaged weights leave most maps off the face at every layer (also at the
+last, 3×3 stages: 9 and 3 of 40 in a first probe); Layer-CAM is on the face because the frozen FaceNet's activations
+are, whatever the head learned (it fails the randomisation check); HiResCAM at block17 is both on the face and
+specific to the trained head. A model pack records its choice in ``model.json`` (``"cam": {"method": ..., "layers":
+[...]}``); a pack without that entry is explained with its
+backbone's Grad-CAM layer (``spec.cam_layer``), as before.
 
 :func:`ensemble_cams` computes the maps of several fold models that share their first ``shared_upto`` body stages
 (a model pack's frozen body): the shared part runs once for the batch, the earliest CAM layer's input is the only
@@ -84,8 +97,8 @@ class CamSpec:
 
 #: Measured defaults (see the module docstring); a backbone not listed uses Grad-CAM at its ``spec.cam_layer``.
 DEFAULT_CAMS: dict[str, CamSpec] = {
-    # block35 output (17×17) + block17 output (8×8) at 160×160 input.
-    "facenet": CamSpec("layercam", ("body.2", "body.4")),
+    # HiResCAM at the block17 output (8×8 at 160×160 input; see the module docstring for the measurement).
+    "facenet": CamSpec("hirescam", ("body.4",)),
     # conv5_3 after its ReLU, 14×14 at 224×224: the paper's layer.
     "vgg16": CamSpec("gradcam", ("body.5.8",)),
 }
