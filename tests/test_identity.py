@@ -150,12 +150,13 @@ def test_facenet_identity_links_edited_copies_and_separates_people(astronaut, gr
 def test_study_keeps_likely_same_child_together_and_audits(tmp_path, monkeypatch):
     """A quick study without subject ids: photos the (stubbed) face comparison calls one child share a subset, and
     splits.csv / metrics.json carry the groups and the leakage audit."""
+    from training_synth import make_cohort
+
     import gsscreen.identity as ident
     from gsscreen.models.backbones import facenet as fn
     from gsscreen.training.config import GroupingConfig, preset, replace
     from gsscreen.training.run_folder import read_json
     from gsscreen.training.study import run_study
-    from training_synth import make_cohort
 
     table = make_cohort(tmp_path / "photos", n_subjects=20).drop(columns=["subject_id"])
     n = len(table)
