@@ -110,12 +110,14 @@ def serve(
                                       help="API token (Authorization: Bearer); required off loopback."),
     audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="A host name the app may be reached under "
+                                         "(besides localhost and IP addresses); repeat for several."),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
 
     cfg = ScreenAppConfig(model=str(model) if model else None, host=host, port=port, token=token,
-                          audit_db=str(audit_db), max_upload_mb=max_upload_mb)
+                          audit_db=str(audit_db), max_upload_mb=max_upload_mb, allowed_hosts=tuple(allow_host))
     try:
         check_bind(cfg)
     except ValueError as exc:
