@@ -131,13 +131,27 @@ def test_auc_needs_both_classes():
         auc_mann_whitney(np.array([1, 1]), np.array([0.1, 0.2]))
 
 
+def _rules(p):
+    """Every distinct decision rule on ``p``, derived here without the package: below the lowest score, halfway
+    between consecutive distinct scores, above the highest."""
+    u = sorted(set(float(v) for v in p))
+    return [u[0]] + [(a + b) / 2 for a, b in zip(u, u[1:], strict=False)] + [u[-1] + 1.0]
+
+
+def _rates(y, p, t):
+    """(sensitivity, specificity, accuracy, F1) of the rule ``p >= t``, counted directly."""
+    called = p >= t
+    tp = int((called & (y == 1)).sum())
+    fp = int((called & (y == 0)).sum())
+    tn = int((~called & (y == 0)).sum())
+    fn = int((~called & (y == 1)).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return tp / (tp + fn), tn / (tn + fp), (tp + tn) / len(y), f1
+
+
 def _sweep(y, p):
-    """Brute force: every candidate threshold with its (se, sp, acc, f1)."""
-    out = []
-    for t in threshold_candidates(p):
-        m = binary_metrics(y, p, t)
-        out.append((t, m["recall"], m["specificity"], m["accuracy"], m["f1"]))
-    return out
+    """Brute force: every rule with its (threshold, se, sp, acc, f1)."""
+    return [(t, *_rates(y, p, t)) for t in _rules(p)]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -147,24 +161,56 @@ def test_choose_threshold_optimises_the_criterion(seed):
     for method, key in (("youden", lambda r: r[1] + r[2]), ("accuracy", lambda r: r[3]), ("f1", lambda r: r[4])):
         t = choose_threshold(y, p, method)
         best = max(key(r) for r in sweep)
-        m = binary_metrics(y, p, t)
-        got = {"youden": m["recall"] + m["specificity"], "accuracy": m["accuracy"], "f1": m["f1"]}[method]
+        got = key((t, *_rates(y, p, t)))
         assert got == pytest.approx(best)
-        # ties go to the lowest (most sensitive) threshold
-        assert t == min(r[0] for r in sweep if key(r) == pytest.approx(best))
+        # ties go to the lowest (most sensitive) rule
+        lowest = min(r[0] for r in sweep if key(r) == pytest.approx(best))
+        assert _rates(y, p, t) == _rates(y, p, lowest)
+
+
+@pytest.mark.parametrize(
+    ("y", "p", "expected"),
+    [
+        # One control below two GS: the rule between them separates perfectly (specificity 1, not 0).
+        ([0, 1, 1], [0.1, 0.5, 0.7], {"youden": 0.3, "accuracy": 0.3, "f1": 0.3}),
+        # Perfect separation: halfway between the classes.
+        ([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], {"youden": 0.5, "accuracy": 0.5, "f1": 0.5}),
+        # All scores equal: calling everyone GS is as good as calling no one (J = 0); ties go to the sensitive rule.
+        ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], {"youden": 0.5, "accuracy": 0.5, "f1": 0.5}),
+        # A tie across the classes at 0.6: J is 0.5 at 0.4 (se 1, sp 0.5) and 1/3 at 0.75.
+        ([0, 0, 1, 1, 1], [0.2, 0.6, 0.6, 0.6, 0.9], {"youden": 0.4, "accuracy": 0.4, "f1": 0.4}),
+        # Control scored highest: the best rule keeps both lower GS photos.
+        ([1, 1, 0, 0, 0, 0], [0.3, 0.4, 0.1, 0.2, 0.35, 0.9], {"youden": 0.25, "accuracy": 0.25}),
+    ],
+)
+def test_choose_threshold_hand_worked_cases(y, p, expected):
+    y, p = np.array(y), np.array(p)
+    for method, t in expected.items():
+        assert choose_threshold(y, p, method) == pytest.approx(t), method
+
+
+def test_choose_threshold_targets_hand_worked():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.6, 0.4, 0.9])
+    # Sensitivity 1 needs t <= 0.4; the highest such rule is halfway between 0.1 and 0.4.
+    assert choose_threshold(y, p, "sensitivity@1.0") == pytest.approx(0.25)
+    # Specificity 1 needs t > 0.6; the lowest such rule is halfway between 0.6 and 0.9.
+    assert choose_threshold(y, p, "specificity@1.0") == pytest.approx(0.75)
+    assert choose_threshold(y, p, "sensitivity@0.5") == pytest.approx(0.75)
+    assert choose_threshold(y, p, "specificity@0.5") == pytest.approx(0.25)
 
 
 def test_choose_threshold_sensitivity_and_specificity_targets():
     y, p = _data(11, n=200)
     sweep = _sweep(y, p)
     t = choose_threshold(y, p, "sensitivity@0.9")
-    m = binary_metrics(y, p, t)
-    assert m["recall"] >= 0.9
-    assert m["specificity"] == max(r[2] for r in sweep if r[1] >= 0.9)
+    se, sp, _, _ = _rates(y, p, t)
+    assert se >= 0.9
+    assert sp == max(r[2] for r in sweep if r[1] >= 0.9)
     t2 = choose_threshold(y, p, "specificity@0.8")
-    m2 = binary_metrics(y, p, t2)
-    assert m2["specificity"] >= 0.8
-    assert m2["recall"] == max(r[1] for r in sweep if r[2] >= 0.8)
+    se2, sp2, _, _ = _rates(y, p, t2)
+    assert sp2 >= 0.8
+    assert se2 == max(r[1] for r in sweep if r[2] >= 0.8)
 
 
 def test_threshold_candidates_are_between_scores():
