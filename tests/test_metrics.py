@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -135,7 +136,7 @@ def _rules(p):
     """Every distinct decision rule on ``p``, derived here without the package: below the lowest score, halfway
     between consecutive distinct scores, above the highest."""
     u = sorted(set(float(v) for v in p))
-    return [u[0]] + [(a + b) / 2 for a, b in zip(u, u[1:], strict=False)] + [u[-1] + 1.0]
+    return [u[0]] + [(a + b) / 2 for a, b in itertools.pairwise(u)] + [u[-1] + 1.0]
 
 
 def _rates(y, p, t):
