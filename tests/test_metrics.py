@@ -253,3 +253,77 @@ def test_summarize_folds_uses_sample_sd_and_skips_nan():
     assert math.isnan(one["auc"]["sd"])
     with pytest.raises(ValueError, match="at least one"):
         summarize_folds([])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: binary_metrics(np.array([0.0, 1.0, np.nan]), np.array([0.1, 0.2, 0.3]), 0.5),
+         r"^y_true contains NaN at index 2$"),
+        (lambda: binary_metrics(np.array([0, 2, 1]), np.array([0.1, 0.2, 0.3]), 0.5),
+         r"only 0 \(control\) and 1 \(GS\); found 2 at index 1"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array(["a", "b"]), 0.5), r"^p_gs must be numeric, got dtype"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([[0.1, 0.2]]), 0.5), r"^p_gs must be 1-D"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([0.1, np.inf]), 0.5), r"p_gs .*index 1"),
+        (lambda: choose_threshold(np.array([0, 1]), np.array([0.1, np.nan])), r"^p_val "),
+        (lambda: choose_threshold(np.array([1, 1]), np.array([0.1, 0.2])), r"no control \(0\)"),
+        (lambda: choose_threshold(np.array([0, 0]), np.array([0.1, 0.2])), r"no GS \(1\)"),
+        (lambda: confusion_matrix(np.array([0, 1, 1]), np.array([0, 1])), r"^y_pred has 2 values but y_true has 3$"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([0.1, 0.2]), math.nan), r"threshold must be a finite"),
+    ],
+)
+def test_errors_name_the_argument_and_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_float_and_bool_labels_are_accepted():
+    p = np.array([0.1, 0.9, 0.8])
+    ref = binary_metrics(np.array([0, 1, 1]), p, 0.5)
+    assert binary_metrics(np.array([0.0, 1.0, 1.0]), p, 0.5) == ref
+    assert binary_metrics(np.array([False, True, True]), p, 0.5) == ref
+
+
+def test_one_photo_per_class_is_enough_for_every_rate():
+    """Ratios with a denominator of exactly 1 are defined (only 0 makes them NaN); AUC needs one of each class."""
+    m = binary_metrics(np.array([0, 1]), np.array([0.2, 0.7]), 0.5)
+    assert (m["recall"], m["specificity"], m["precision"], m["auc"]) == (1.0, 1.0, 1.0, 1.0)
+    only_gs = binary_metrics(np.array([1, 1]), np.array([0.2, 0.7]), 0.5)
+    assert only_gs["recall"] == 0.5 and math.isnan(only_gs["auc"]) and math.isnan(only_gs["specificity"])
+
+
+def test_summarize_two_folds_has_an_sd_one_fold_does_not():
+    two = summarize_folds([{"auc": 0.8}, {"auc": 0.9}])["auc"]
+    assert two["mean"] == pytest.approx(0.85) and two["sd"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    one = summarize_folds([{"auc": 0.8}])["auc"]
+    assert one["mean"] == 0.8 and math.isnan(one["sd"])
+    missing = summarize_folds([{"auc": None}, {"auc": 0.7}, {"accuracy": 0.5}])["auc"]
+    assert missing["mean"] == pytest.approx(0.7) and len(missing["values"]) == 3
+
+
+def test_f1_optimum_differs_from_youden_when_controls_dominate():
+    """Many controls, few GS: F1 (which ignores true negatives) prefers a stricter rule than Youden's J."""
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    p = np.array([.95, .9, .85, .3, .2, .6, .65, .7, .1, .1, .4, .35, .05, .05, .05, .05, .05, .05, .05, .05])
+    sweep = _sweep(y, p)
+    best_f1 = max(r[4] for r in sweep)
+    t_f1 = choose_threshold(y, p, "f1")
+    assert _rates(y, p, t_f1)[3] == pytest.approx(best_f1)
+    assert t_f1 == pytest.approx(0.875)  # keeps only the two clearest GS photos: F1 = 0.8 vs 0.6
+    assert choose_threshold(y, p, "youden") == pytest.approx(0.375)  # J = 13/17 there, 2/3 at 0.875
+
+
+def test_adjacent_doubles_stay_two_rules():
+    """Two scores one float apart: the rule between them must still call only the higher one GS."""
+    lo = 0.3
+    hi = np.nextafter(lo, 1.0)
+    c = threshold_candidates(np.array([lo, hi]))
+    assert len(c) == 3
+    assert ((np.array([lo, hi]) >= c[1]) == [False, True]).all()
+    assert choose_threshold(np.array([0, 1]), np.array([lo, hi])) == c[1]
+
+
+def test_zero_and_one_targets_are_valid():
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
+    assert choose_threshold(y, p, "sensitivity@0") > 0.9  # nothing called GS meets "sensitivity >= 0"
+    assert choose_threshold(y, p, "specificity@0") == pytest.approx(0.1)  # everything called GS
