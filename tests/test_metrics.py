@@ -264,7 +264,7 @@ def test_summarize_folds_uses_sample_sd_and_skips_nan():
          r"only 0 \(control\) and 1 \(GS\); found 2 at index 1"),
         (lambda: binary_metrics(np.array([0, 1]), np.array(["a", "b"]), 0.5), r"^p_gs must be numeric, got dtype"),
         (lambda: binary_metrics(np.array([0, 1]), np.array([[0.1, 0.2]]), 0.5), r"^p_gs must be 1-D"),
-        (lambda: binary_metrics(np.array([0, 1]), np.array([0.1, np.inf]), 0.5), r"p_gs .*index 1"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([0.1, np.inf]), 0.5), r"^p_gs must be finite; found inf at index 1"),
         (lambda: choose_threshold(np.array([0, 1]), np.array([0.1, np.nan])), r"^p_val "),
         (lambda: choose_threshold(np.array([1, 1]), np.array([0.1, 0.2])), r"no control \(0\)"),
         (lambda: choose_threshold(np.array([0, 0]), np.array([0.1, 0.2])), r"no GS \(1\)"),

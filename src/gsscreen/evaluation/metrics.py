@@ -73,7 +73,7 @@ def check_scores(p: ArrayLike, n: int, name: str = "p_gs") -> np.ndarray:
     bad = ~np.isfinite(s)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must be finite; found {s[i]!r} at index {i} ({int(bad.sum())} bad value(s))")
+        raise ValueError(f"{name} must be finite; found {s[i].item()!r} at index {i} ({int(bad.sum())} bad value(s))")
     return s
 
 
