@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -284,9 +283,14 @@ def test_align_keeps_the_eyes_level_when_a_smile_lifts_one_mouth_corner(astronau
     import gsscreen.faces.align as align_mod
 
     lm = np.array([[200.0, 200.0], [260.0, 200.0], [230.0, 235.0], [206.0, 262.0], [254.0, 248.0]], np.float32)
-    box = (170.0, 150.0, 290.0, 300.0)
-    detection = SimpleNamespace(score=0.99)
-    monkeypatch.setattr(align_mod, "detect_best", lambda image, cfg: (detection, lm.copy(), box, 1, []))
+    real_detect = align_mod.detect_best
+
+    def detect_with_these_landmarks(image: np.ndarray, cfg: AlignConfig) -> tuple:
+        found = list(real_detect(image, cfg))
+        found[1] = lm.copy()  # (detection, landmarks, box, ...): keep the real detection, swap the landmarks
+        return tuple(found)
+
+    monkeypatch.setattr(align_mod, "detect_best", detect_with_these_landmarks)
     cfg = AlignConfig(refine=False)
     face = align_face(astronaut, cfg)
     eye_tilt = abs(math.degrees(math.atan2(*(face.landmarks[1] - face.landmarks[0])[::-1])))
