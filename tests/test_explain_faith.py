@@ -98,8 +98,10 @@ def test_defaults_and_pack_fallback() -> None:
     assert default_cam("vgg16").layers == ("body.5.8",)  # conv5_3, 14×14, as the paper
     tiny = create_model("tiny", pretrained=False)
     assert default_cam("tiny") == CamSpec("gradcam", (tiny.spec.cam_layer,))
-    # A pack without a "cam" entry keeps its backbone's Grad-CAM layer; one with it uses what it recorded.
-    assert cam_for_pack({}, tiny) == CamSpec("gradcam", ("body.4",))
+    # A pack without a "cam" entry (made before packs recorded one) gets its backbone's measured default; one with
+    # it uses what it recorded.
+    assert cam_for_pack({}, tiny) == default_cam("tiny")
+    assert cam_for_pack({}, create_model("facenet", pretrained=False)) == CamSpec("hirescam", ("body.4",))
     assert cam_for_pack({"cam": {"method": "layercam", "layers": ["body.2"]}}, tiny).method == "layercam"
 
 
@@ -221,25 +223,3 @@ def test_deletion_insertion_checks_shapes() -> None:
     np.testing.assert_allclose(curve_auc(np.ones((2, 5))), [1.0, 1.0])
     assert np.isnan(map_rank_correlation(np.ones((1, 4, 4)), np.random.default_rng(0).random((1, 4, 4)))[0])
 
-
-def test_record_cam_rewrites_only_model_json(tmp_path) -> None:
-    import zipfile
-
-    from screen_support import fabricate_run
-
-    from gsscreen.explain_cam import record_cam
-    from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, load_model_pack
-
-    pack = export_model_pack(fabricate_run(tmp_path / "run", folds=2, unfreeze_from=5), tmp_path / "m.gss",
-                             ExportConfig(name="t"))
-    with zipfile.ZipFile(pack) as z:
-        before = {n: z.read(n) for n in z.namelist()}
-    spec = CamSpec("hirescam", ("body.2", "body.4"))
-    record_cam(pack, spec)
-    with zipfile.ZipFile(pack) as z:
-        after = {n: z.read(n) for n in z.namelist()}
-    assert set(after) == set(before)
-    assert all(after[n] == before[n] for n in before if n != "model.json")
-    assert load_model_pack(pack).cam == spec  # and the weights still verify
-    with pytest.raises(ModelPackError, match="no layer"):
-        record_cam(pack, CamSpec("gradcam", ("body.2.99",)))

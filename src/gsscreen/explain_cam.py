@@ -31,8 +31,8 @@ block17 (8×8)           13/24; -0.13 to -0.02  24/24; 0.24–0.30    24/24; 0.8
 last, 3×3 stages: 9 and 3 of 40 in a first probe); Layer-CAM is on the face because the frozen FaceNet's activations
 are, whatever the head learned (it fails the randomisation check); HiResCAM at block17 is both on the face and
 specific to the trained head. A model pack records its choice in ``model.json`` (``"cam": {"method": ..., "layers":
-[...]}``); a pack without that entry is explained with its
-backbone's Grad-CAM layer (``spec.cam_layer``), as before.
+[...]}``); a pack without that entry (made before packs recorded one, e.g. the signed demo pack) gets its backbone's
+measured default.
 
 :func:`ensemble_cams` computes the maps of several fold models that share their first ``shared_upto`` body stages
 (a model pack's frozen body): the shared part runs once for the batch, the earliest CAM layer's input is the only
@@ -114,10 +114,13 @@ def default_cam(backbone: str) -> CamSpec:
 
 
 def cam_for_pack(info: Mapping[str, Any], model: nn.Module) -> CamSpec:
-    """The CAM recorded in a pack's ``model.json`` (``"cam"``); older packs: Grad-CAM at ``spec.cam_layer``."""
+    """The CAM recorded in a pack's ``model.json`` (``"cam"``). A pack made before packs recorded it (the shipped
+    demo pack among them, whose signed files cannot change) never recorded a layer either: it gets its backbone's
+    measured default (:func:`default_cam`). The map is a setting of the pack's consumers, not of its weights, so
+    P(GS) and the call are the same either way."""
     if info.get("cam"):
         return CamSpec.from_dict(info["cam"])
-    return CamSpec("gradcam", (str(model.spec.cam_layer),))  # type: ignore[union-attr]
+    return default_cam(str(model.spec.name))  # type: ignore[union-attr]
 
 
 def _stage_index(layer: str, n_body: int) -> int:
@@ -274,36 +277,3 @@ def model_cams(model: nn.Module, x: torch.Tensor, spec: CamSpec, class_idx: int 
         fs.append(f[0])
     return np.concatenate(ps), np.concatenate(ms), np.concatenate(fs)
 
-
-def record_cam(pack: str | Any, spec: CamSpec) -> None:
-    """Record ``spec`` as the CAM of an existing model pack (zip or folder): rewrites ``model.json`` only, every
-    other member byte for byte. The weights (and their checksum) are untouched: which map a pack is explained
-    with is a setting of its consumers, not of the model. The spec's layers are checked against the pack's
-    backbone first."""
-    import json
-    import zipfile
-    from pathlib import Path
-
-    from gsscreen.modelpack import MODEL_JSON, ModelPackError, read_model_pack
-    from gsscreen.models import create_model
-
-    p = Path(pack)
-    info = read_model_pack(p).info
-    model = create_model(str(info["backbone"]), pretrained=False)
-    n_body = len(model.body)
-    for name in spec.layers:
-        _stage_index(name, n_body)
-        try:
-            model.get_submodule(name)
-        except AttributeError:
-            raise ModelPackError(f"{p}: the {info['backbone']} model has no layer {name!r}") from None
-    info["cam"] = spec.to_dict()
-    text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
-    if p.is_dir():
-        (p / MODEL_JSON).write_bytes(text)
-        return
-    tmp = p.with_name(p.name + ".tmp")
-    with zipfile.ZipFile(p) as src, zipfile.ZipFile(tmp, "w") as dst:
-        for zi in src.infolist():
-            dst.writestr(zi, text if zi.filename == MODEL_JSON else src.read(zi))
-    tmp.replace(p)
