@@ -546,7 +546,7 @@ def _result_html(res: ScreenResult, model: ScreeningModel) -> str:
     flags = "".join(f"<li>{html.escape(m)}</li>" for m in res.flag_messages) or \
         '<li class="ok">no photo-quality problems found</li>'
     heat = (f'<figure><img id="heatmap" src="data:image/png;base64,{_png_b64(res.overlay)}" '
-            'alt="Grad-CAM heatmap over the aligned face"><figcaption>Where the model looked (Grad-CAM, mean of the '
+            'alt="Heatmap over the aligned face"><figcaption>Where the model looked (class-activation map, mean of the '
             'fold models)</figcaption></figure>' if res.overlay is not None else "")
     from gsscreen.explain_regions import regions_figure_html
 
