@@ -10,7 +10,9 @@ import typer
 from gsscreen import __version__
 
 # One module per pipeline area; each exposes ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = ("demo", "cohort", "align", "weights", "study", "explain", "report", "readers", "screening")
+COMMAND_MODULES = (
+    "demo", "cohort", "align", "weights", "study", "explain", "report", "readers", "screening", "evaluate",
+)
 
 app = typer.Typer(
     name="gsscreen",
