@@ -40,7 +40,7 @@ def _load(model: Path | None):  # -> ScreeningModel
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="A finished `gsscreen study` run folder."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished `gsscreen study` run folder."),
     output: str = typer.Option(..., "-o", "--output", help="model.gss (a zip) or DIR/ (a folder)."),
     folds: str = typer.Option("all", help="all: ensemble of every fold model; best: the best fold on validation."),
     threshold_rule: str = typer.Option(
@@ -70,7 +70,8 @@ def export(
 
 
 def screen(
-    photos: list[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
+    photos: list[str] = typer.Argument(..., metavar="PHOTO",
+        help="Photos, folders (searched recursively) or glob patterns."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
