@@ -413,7 +413,9 @@ def _run(
         audit = leakage_audit(id_emb, table["subset"].to_numpy(), cfg.folds)
         splits["nearest_train_cosine"] = np.round(audit.pop("nearest_train_cosine"), 4)
         grouping["leakage_audit"] = audit
-    rf.atomic_write_csv(run_dir / "splits.csv", splits)
+    # Written relative to the cohort CSV (the table and the photos move together); the in-memory tables stay absolute.
+    rf.atomic_write_csv(run_dir / "splits.csv",
+                        splits.assign(photo=rf.photos_relative_to_cohort(run_dir, splits["photo"])))
     log.info("subsets (photos per class):\n%s", split_summary(table).to_string())
     y = (table["label"] == "GS").to_numpy(dtype=np.int64)
 
@@ -536,7 +538,8 @@ def _run(
             d = delong_test(y_pool, preds["p_gs"].to_numpy(), preds["baseline_p_gs"].to_numpy())
             metrics["model_vs_baseline_delong"] = d._asdict()
     preds = preds.drop(columns=["row"])
-    rf.atomic_write_csv(run_dir / "predictions.csv", preds)
+    rf.atomic_write_csv(run_dir / "predictions.csv", preds.assign(photo=rf.photos_relative_to_cohort(run_dir,
+                                                                                         preds["photo"])))
     if ext_parts:
         rf.atomic_write_csv(run_dir / "external_predictions.csv", pd.concat(ext_parts, ignore_index=True))
     rf.atomic_write_json(run_dir / "metrics.json", metrics)
