@@ -79,7 +79,17 @@ def test_edited_model_json_is_refused(pack: Path, tmp_path: Path, change: dict, 
     assert "bad.gss" in str(e.value)
 
 
-def test_manifest_problems_are_refused(pack: Path, tmp_path: Path) -> None:
+def _write_folder(p: Path, members: dict[str, bytes]) -> Path:
+    p.mkdir()
+    for n, b in members.items():
+        (p / n).write_bytes(b)
+    return p
+
+
+@pytest.mark.parametrize("layout", ["zip", "folder"])
+def test_manifest_problems_are_refused(pack: Path, tmp_path: Path, layout: str) -> None:
+    """The same refusals whether the pack is one file or an unpacked folder."""
+    write = _write if layout == "zip" else _write_folder
     m = _members(pack)
     manifest = json.loads(m[MANIFEST])
 
@@ -103,7 +113,7 @@ def test_manifest_problems_are_refused(pack: Path, tmp_path: Path) -> None:
     }
     for what, (members, words) in cases.items():
         with pytest.raises(ModelPackError, match=words):
-            read_model_pack(_write(tmp_path / f"{what}.gss", members))
+            read_model_pack(write(tmp_path / f"{what}.gss", members))
 
 
 def test_oversize_members_are_refused_without_inflating_them(pack: Path, tmp_path: Path) -> None:
