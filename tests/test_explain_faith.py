@@ -94,14 +94,14 @@ def test_cam_spec_parse_roundtrip_and_errors() -> None:
 
 
 def test_defaults_and_pack_fallback() -> None:
-    assert default_cam("facenet") == CamSpec("hirescam", ("body.4",))
+    assert default_cam("facenet") == CamSpec("hirescam", ("body.2", "body.4"))
     assert default_cam("vgg16").layers == ("body.5.8",)  # conv5_3, 14×14, as the paper
     tiny = create_model("tiny", pretrained=False)
     assert default_cam("tiny") == CamSpec("gradcam", (tiny.spec.cam_layer,))
     # A pack without a "cam" entry (made before packs recorded one) gets its backbone's measured default; one with
     # it uses what it recorded.
     assert cam_for_pack({}, tiny) == default_cam("tiny")
-    assert cam_for_pack({}, create_model("facenet", pretrained=False)) == CamSpec("hirescam", ("body.4",))
+    assert cam_for_pack({}, create_model("facenet", pretrained=False)) == CamSpec("hirescam", ("body.2", "body.4"))
     assert cam_for_pack({"cam": {"method": "layercam", "layers": ["body.2"]}}, tiny).method == "layercam"
 
 

@@ -30,9 +30,11 @@ block17 (8×8)           13/24; -0.13 to -0.02  24/24; 0.24–0.30    24/24; 0.8
 (two random heads each). Grad-CAM's space-averaged weights leave most maps off the face at every layer (also at the
 last, 3×3 stages: 9 and 3 of 40 in a first probe); Layer-CAM is on the face because the frozen FaceNet's activations
 are, whatever the head learned (it fails the randomisation check); HiResCAM at block17 is both on the face and
-specific to the trained head. A model pack records its choice in ``model.json`` (``"cam": {"method": ..., "layers":
-[...]}``); a pack without that entry (made before packs recorded one, e.g. the signed demo pack) gets its backbone's
-measured default.
+specific to the trained head. With the 5-fold ensemble on the same 24 photos (deletion / insertion areas): Grad-CAM
+block17 11/24 on the face, 0.302 / 0.908; HiResCAM block17 24/24, 0.292 / 0.954; HiResCAM block35 + block17 (17×17 +
+8×8) 24/24, 0.265 / 0.959: the default, finest and most faithful. A model pack records its choice in ``model.json``
+(``"cam": {"method": ..., "layers": [...]}``); a pack without that entry (made before packs recorded one, e.g. the
+signed demo pack) gets its backbone's measured default.
 
 :func:`ensemble_cams` computes the maps of several fold models that share their first ``shared_upto`` body stages
 (a model pack's frozen body): the shared part runs once for the batch, the earliest CAM layer's input is the only
@@ -97,8 +99,8 @@ class CamSpec:
 
 #: Measured defaults (see the module docstring); a backbone not listed uses Grad-CAM at its ``spec.cam_layer``.
 DEFAULT_CAMS: dict[str, CamSpec] = {
-    # HiResCAM at the block17 output (8×8 at 160×160 input; see the module docstring for the measurement).
-    "facenet": CamSpec("hirescam", ("body.4",)),
+    # HiResCAM at the block35 (17×17) and block17 (8×8) outputs at 160×160 input (module docstring).
+    "facenet": CamSpec("hirescam", ("body.2", "body.4")),
     # conv5_3 after its ReLU, 14×14 at 224×224: the paper's layer.
     "vgg16": CamSpec("gradcam", ("body.5.8",)),
 }
