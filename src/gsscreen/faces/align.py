@@ -119,6 +119,10 @@ class AlignedFace:
     tilt_deg: float = 0.0  # eye-line angle in the original photo, degrees (positive: right eye lower)
     iod: float = 0.0  # inter-ocular distance in the original photo, px
     outside: float = 0.0  # share of the crop's area that lies outside the photo (filled per AlignConfig.border)
+    # every other face the detector found: {"box": [x0, y0, x1, y1] original px, "score": 0–1}
+    other_faces: list[dict] = field(default_factory=list)
+    rotation: int = 0  # degrees counter-clockwise the photo was turned to find the face upright (0, 90, 180, 270)
+    orientation: str = "upright"  # "upright", "turned" (found upright after turning) or "ambiguous"
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -364,10 +368,12 @@ def _map_back(det: Detection, to_variant: np.ndarray) -> tuple[np.ndarray, tuple
     return lm.astype(np.float32), box
 
 
-def detect_best(image: np.ndarray, cfg: AlignConfig) -> tuple[Detection, np.ndarray, tuple, int, list[str]]:
+def detect_best(image: np.ndarray, cfg: AlignConfig) -> tuple[Detection, np.ndarray, tuple, int, list[str],
+                                                               list[dict]]:
     """Find the face to keep: largest × most confident, trying the retries in order.
 
-    Returns (detection in variant px, landmarks (5, 2) in original px, box in original px, n_faces, flags).
+    Returns (detection in variant px, landmarks (5, 2) in original px, box in original px, n_faces, flags,
+    the other faces as ``{"box", "score"}`` in original px).
     Raises :class:`NoFaceError` listing the attempts.
     """
     detector = get_detector()
@@ -389,7 +395,8 @@ def detect_best(image: np.ndarray, cfg: AlignConfig) -> tuple[Detection, np.ndar
         best = max(dets, key=lambda d: d.score * d.area)
         lm, box = _map_back(best, v.to_variant)
         flags = [f for f in v.name.split(",") if f]
-        return best, lm, box, len(dets), flags
+        others = [{"box": list(_map_back(d, v.to_variant)[1]), "score": float(d.score)} for d in dets if d is not best]
+        return best, lm, box, len(dets), flags, others
     h, w = image.shape[:2]
     raise NoFaceError(f"no face found ({w}×{h} photo; tried: {', '.join(tried)})")
 
@@ -434,7 +441,7 @@ def align_face(image: np.ndarray, cfg: AlignConfig | None = None) -> AlignedFace
     if image.shape[2] == 4:
         image = image[..., :3]
     image = np.ascontiguousarray(image)
-    det, lm, box, n, flags = detect_best(image, cfg)
+    det, lm, box, n, flags, others = detect_best(image, cfg)
     if cfg.refine:
         lm = _refine_landmarks(image, lm, cfg)
     m = similarity_transform(lm, template(cfg), LANDMARK_WEIGHTS)
@@ -460,4 +467,5 @@ def align_face(image: np.ndarray, cfg: AlignConfig | None = None) -> AlignedFace
         tilt_deg=tilt,
         iod=iod,
         outside=outside,
+        other_faces=others,
     )

@@ -311,7 +311,7 @@ class ScreenResponse(BaseModel):
     """The screening of one photo."""
 
     p_gs: float = Field(description="P(GS): the ensemble's probability of a genetic syndrome, 0–1")
-    suspected: bool = Field(description="p_gs >= threshold")
+    suspected: bool | None = Field(description="p_gs >= threshold when a call was made; null when inconclusive")
     call: str = Field(description="'GS suspected — refer for genetic evaluation' or 'no GS signal'")
     threshold: float = Field(description="the model's decision threshold (chosen on validation data)")
     model_id: str
