@@ -148,7 +148,7 @@ def test_sigkill_in_the_middle_then_resume_gives_the_same_table(pack_path: Path,
     photos = tmp_path / "photos"
     photos.mkdir()
     n = 48
-    for k, img in enumerate(_variants(astronaut, grace_hopper, n, side=900)):
+    for k, img in enumerate(_variants(astronaut, grace_hopper, n, side=640)):
         (photos / f"c{k:03d}.jpg").write_bytes(encode(img))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     cmd = [sys.executable, "-m", "gsscreen", "screen", str(photos), "--model", str(pack_path), "--batch-size", "4",
