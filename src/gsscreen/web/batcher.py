@@ -92,8 +92,14 @@ class ScreenBatcher:
             return self._pool
 
     def warm_up(self) -> None:
-        """Start the worker processes now rather than on the first request."""
+        """Start the worker processes now rather than on the first request, and give the model the cores they
+        leave (process-wide: call it from the server, not from a host application)."""
         if self.cfg.workers > 0:
+            import torch
+
+            from gsscreen.screening_pipeline import model_threads
+
+            torch.set_num_threads(model_threads(self.cfg.workers))
             pool = self._get_pool()
             for f in [pool.submit(os.getpid) for _ in range(self.cfg.workers)]:
                 f.result()
