@@ -1,5 +1,5 @@
 # The two commands the README starts with; both set up .venv first.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench mutate
 
 setup:
 	bash scripts/setup.sh
@@ -16,3 +16,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python benchmarks/run_all.py
+
+# Mutation testing of the modules that decide results (slow: minutes per module; not part of make test).
+mutate: setup
+	.venv/bin/python scripts/mutate.py

@@ -56,7 +56,7 @@ def check_labels(y_true: ArrayLike, name: str = "y_true") -> np.ndarray:
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must contain only 0 (control) and 1 (GS); found {y[i]!r} at index {i}")
+        raise ValueError(f"{name} must contain only 0 (control) and 1 (GS); found {y[i].item()!r} at index {i}")
     return y.astype(np.int8)
 
 
@@ -73,7 +73,7 @@ def check_scores(p: ArrayLike, n: int, name: str = "p_gs") -> np.ndarray:
     bad = ~np.isfinite(s)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must be finite; found {s[i]!r} at index {i} ({int(bad.sum())} bad value(s))")
+        raise ValueError(f"{name} must be finite; found {s[i].item()!r} at index {i} ({int(bad.sum())} bad value(s))")
     return s
 
 
