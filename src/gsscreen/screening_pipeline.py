@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -328,6 +329,8 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
 
     if int(cfg.batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.runtime not in ("auto", "torch"):
+        raise ValueError(f"runtime must be 'auto' or 'torch', got {cfg.runtime!r}")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
@@ -346,6 +349,10 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
     threads = torch.get_num_threads()
     if cfg.workers > 0:
         torch.set_num_threads(model_threads(cfg.workers))
+    onnx_before = getattr(model, "onnx_body", None)
+    why = model.use_onnx(cfg.runtime == "auto", threads=torch.get_num_threads())
+    if why and cfg.runtime == "auto" and progress:
+        print(f"the frozen body runs on torch ({why})", file=sys.stderr)
     bar = tqdm(total=len(files), desc="screening", unit="photo", disable=not progress or len(files) < 2,
                smoothing=0.05)
     block: list[tuple[int, str | None, Any]] = []
@@ -373,6 +380,7 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
                 flush()
     finally:
         torch.set_num_threads(threads)
+        model.onnx_body = onnx_before
         bar.close()
     writer.finish(bad_names + files)
     writer.write_json(model, bad_inputs)
