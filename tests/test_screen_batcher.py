@@ -63,7 +63,7 @@ def test_app_answers_concurrent_requests_each_with_its_own_photo(model: Screenin
     app = create_app(ScreenAppConfig(audit_db=str(tmp_path / "a.sqlite"), batch_wait_ms=1000), model)
 
     async def go() -> list[httpx.Response]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
             return await asyncio.gather(*[
                 c.post("/api/screen", files={"photo": (f"p{k}.jpg", d, "image/jpeg")},
                        params={"heatmap": "true" if k % 2 else "false"}) for k, d in enumerate(photos)])
@@ -72,6 +72,7 @@ def test_app_answers_concurrent_requests_each_with_its_own_photo(model: Screenin
         responses = asyncio.run(go())
     finally:
         app.state.batcher.close()
+    assert [r.status_code for r in responses] == [200] * len(photos), responses[0].text
     assert max(app.state.batcher.batch_sizes) > 1
     for k, (d, r) in enumerate(zip(photos, responses, strict=True)):
         assert r.status_code == 200, r.text
