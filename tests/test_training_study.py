@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gsscreen.cli import app
 from gsscreen.config import load_config
 from gsscreen.training.config import StudyConfig, preset, replace
-from gsscreen.training.run_folder import RunFolderMismatch, fold_dir, load_fold_model, read_json
+from gsscreen.training.run_folder import RunFolderMismatch, fold_dir, load_fold_model, photo_path, read_json
 from gsscreen.training.splits import fold_roles
 from gsscreen.training.study import run_study
 
@@ -71,7 +71,10 @@ def test_every_usable_photo_is_tested_once_with_its_subset(study_run: dict) -> N
     preds = pd.read_csv(run / "predictions.csv")
     splits = pd.read_csv(run / "splits.csv")
     usable = study_run["table"][~study_run["table"]["image"].str.endswith("broken.png")]
-    assert sorted(preds["photo"]) == sorted(usable["image"]) == sorted(splits["photo"])
+    assert sorted(preds["photo"]) == sorted(splits["photo"])
+    # Written relative to the cohort CSV's folder; photo_path gives the file back.
+    assert not any(Path(p).is_absolute() for p in preds["photo"])
+    assert sorted(str(photo_path(run, p)) for p in preds["photo"]) == sorted(usable["image"])
     merged = preds.merge(splits, on="photo")
     assert (merged["fold"] == merged["subset"]).all()  # fold k tests subset k
     assert set(preds.columns) >= {"photo", "subject", "label", "fold", "p_gs", "call", "threshold", "baseline_p_gs"}
@@ -153,7 +156,7 @@ def test_fold_checkpoint_reproduces_its_predictions(study_run: dict) -> None:
     x = torch.stack([
         torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR,
                                                                          reducing_gap=None)).copy())
-        .permute(2, 0, 1).float() / 255 for p in mine["photo"]
+        .permute(2, 0, 1).float() / 255 for p in (photo_path(run, q) for q in mine["photo"])
     ])
     with torch.no_grad():
         p = (model.predict_proba(x)[:, 1] + model.predict_proba(torch.flip(x, dims=[3]))[:, 1]) / 2

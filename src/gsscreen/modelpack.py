@@ -278,7 +278,7 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         if (run / "splits.csv").is_file():
             import pandas as pd
 
-            photos = set(pd.read_csv(run / "splits.csv")["photo"].astype(str))
+            photos = {str(rf.photo_path(run, p)) for p in pd.read_csv(run / "splits.csv")["photo"].astype(str)}
         age_range = _age_range_from_cohort(cfg.cohort, photos)
     name = cfg.name or run.resolve().name
     summary = (metrics.get("model") or {}).get("summary", {})

@@ -40,7 +40,7 @@ def _load(model: Path | None):  # -> ScreeningModel
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="A finished `gsscreen study` run folder."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished `gsscreen study` run folder."),
     output: str = typer.Option(..., "-o", "--output", help="model.gss (a zip) or DIR/ (a folder)."),
     folds: str = typer.Option("all", help="all: ensemble of every fold model; best: the best fold on validation."),
     threshold_rule: str = typer.Option(
@@ -70,7 +70,8 @@ def export(
 
 
 def screen(
-    photos: list[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
+    photos: list[str] = typer.Argument(..., metavar="PHOTO",
+        help="Photos, folders (searched recursively) or glob patterns."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
@@ -112,12 +113,14 @@ def serve(
                                       help="API token (Authorization: Bearer); required off loopback."),
     audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="A host name the app may be reached under "
+                                         "(besides localhost and IP addresses); repeat for several."),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
 
     cfg = ScreenAppConfig(model=str(model) if model else None, host=host, port=port, token=token,
-                          audit_db=str(audit_db), max_upload_mb=max_upload_mb)
+                          audit_db=str(audit_db), max_upload_mb=max_upload_mb, allowed_hosts=tuple(allow_host))
     try:
         check_bind(cfg)
     except ValueError as exc:

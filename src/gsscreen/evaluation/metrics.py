@@ -118,14 +118,15 @@ def auc_mann_whitney(y_true: ArrayLike, p_gs: ArrayLike) -> float:
 def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     """2×2 counts ``[[tn, fp], [fn, tp]]`` (rows = truth control/GS, columns = call control/GS).
 
-    Same layout as ``sklearn.metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])``.
+    This is ``sklearn.metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])`` after the labels are checked.
     """
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
     y = check_labels(y_true)
     c = check_labels(y_pred, "y_pred")
     if c.shape != y.shape:
         raise ValueError(f"y_pred has {c.shape[0]} values but y_true has {y.shape[0]}")
-    counts = np.bincount(2 * y.astype(np.int64) + c, minlength=4)
-    return counts.reshape(2, 2)
+    return sk_confusion(y, c, labels=[0, 1]).astype(np.int64)
 
 
 def _ratio(num: float, den: float) -> float:
