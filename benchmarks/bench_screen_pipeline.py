@@ -5,8 +5,8 @@ Measured, each as a fresh subprocess with a fresh face cache, on the same ``--n`
 syndrome, half controls; symlinked into ``--out``):
 
 - ``align``: ``gsscreen align FOLDER`` (2 workers), start-up included;
-- ``forward``: the model pack's batched forward (batch ``--batch``, mirror view included, as screening runs it) on
-  the aligned crops, model loading excluded;
+- ``forward``: the model pack's batched forward (batch ``--batch``, mirror view included, on the runtime and
+  threads screening uses: ONNX Runtime when available) on the aligned crops, model loading excluded;
 - ``screen``: ``gsscreen screen FOLDER --no-heatmap`` (this checkout), start-up included;
 - ``old``: the same command from ``--old-src`` (the code before the pipeline; e.g. ``git archive 884fee0 src``);
 - the same two with heatmaps.
@@ -39,7 +39,10 @@ from PIL import Image
 from gsscreen.modelpack import load_model_pack
 from gsscreen.screening import demo_model_path
 pack, crops, batch = sys.argv[1], sorted(Path(sys.argv[2]).glob("*.png")), int(sys.argv[3])
+from gsscreen.screening_pipeline import model_threads
 m = load_model_pack(pack if pack != "-" else demo_model_path())
+torch.set_num_threads(model_threads(2))  # as the pipeline runs it (the runtime too)
+m.use_onnx(True, threads=torch.get_num_threads())
 xs = np.stack([m.model_input(np.asarray(Image.open(c).convert("RGB"))) for c in crops])
 m.predict_tensor(torch.from_numpy(xs[:2]).permute(0, 3, 1, 2).float() / 255)  # warm the allocator
 t = time.perf_counter()
