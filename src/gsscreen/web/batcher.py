@@ -38,12 +38,14 @@ class BatcherConfig:
         max_batch: most photos per model batch.
         max_wait_ms: how long the first photo of a batch waits for company, ms.
         max_pixels: largest accepted pixel count (decompression-bomb guard, read from the header).
+        runtime: "auto" lets :meth:`ScreenBatcher.warm_up` put the shared frozen body on ONNX Runtime; "torch".
     """
 
     workers: int = 2
     max_batch: int = 16
     max_wait_ms: float = 5.0
     max_pixels: int | None = None
+    runtime: str = "auto"
 
 
 def _prepare_bytes(data: bytes, age: float | None) -> tuple[str, Any]:
@@ -92,17 +94,19 @@ class ScreenBatcher:
             return self._pool
 
     def warm_up(self) -> None:
-        """Start the worker processes now rather than on the first request, and give the model the cores they
-        leave (process-wide: call it from the server, not from a host application)."""
+        """Start the worker processes now rather than on the first request, give the model the cores they leave
+        and (``runtime="auto"``) the ONNX body: process-wide changes, for the server, not a host application."""
+        import torch
+
+        from gsscreen.screening_pipeline import model_threads
+
         if self.cfg.workers > 0:
-            import torch
-
-            from gsscreen.screening_pipeline import model_threads
-
             torch.set_num_threads(model_threads(self.cfg.workers))
             pool = self._get_pool()
             for f in [pool.submit(os.getpid) for _ in range(self.cfg.workers)]:
                 f.result()
+        if self.cfg.runtime == "auto":  # the shared body on ONNX Runtime when it can (P(GS) of the mirror view, …)
+            self.model.use_onnx(True, threads=torch.get_num_threads())
         self._ensure_thread()
 
     async def _prepare(self, data: bytes, age: float | None) -> tuple[str, PreparedPhoto | ScreenResult]:
