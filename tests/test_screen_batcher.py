@@ -80,3 +80,16 @@ def test_app_answers_concurrent_requests_each_with_its_own_photo(model: Screenin
         assert body["photo_sha256"] == hashlib.sha256(d).hexdigest()
         assert body["p_gs"] == pytest.approx(model.screen_file(d, heatmap=False).p_gs, abs=1e-6)
         assert (body["heatmap_png_base64"] is not None) == bool(k % 2)
+
+
+def test_warm_up_puts_the_body_on_onnx_runtime(model: ScreeningModel, photos: list[bytes]) -> None:
+    pytest.importorskip("onnx")
+    b = ScreenBatcher(model, BatcherConfig(workers=0, runtime="auto"))
+    try:
+        b.warm_up()
+        assert model.onnx_body is not None
+        res, _ = asyncio.run(b.screen(photos[0], None, False))
+    finally:
+        b.close()
+        model.use_onnx(False)
+    assert res.p_gs == pytest.approx(model.screen_file(photos[0], heatmap=False).p_gs, abs=1e-4)
