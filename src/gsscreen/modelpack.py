@@ -53,10 +53,14 @@ if TYPE_CHECKING:
     from gsscreen.screening import ScreeningModel
 
 FORMAT = "gsscreen-model-pack"
-FORMAT_VERSION = 1
+#: 2: calibrated P(GS) and operating points (``threshold`` is on the calibrated scale); 1 still loads
+FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
 MODEL_CARD = "MODEL_CARD.md"
+#: the model card's reliability diagram (optional member)
+RELIABILITY_PNG = "reliability.png"
 #: refuse pack members larger than this (a zip bomb must not fill memory); a VGG-16 pack of 5 folds is ~2.7 GB
 MAX_MEMBER_BYTES = 4 * 1024**3
 TAMPERED = "weights.safetensors does not match the checksum in model.json: the file was modified or corrupted"
@@ -79,6 +83,7 @@ class ExportConfig:
         age_range_months: ``(low, high)`` ages of the training cohort in months, if known.
         cohort: a cohort CSV to read the age range from (its ``age_months`` column) when not given.
         description: one line saying what the model screens for.
+        operating_point: the default operating point, ``screening`` or ``balanced`` (see :mod:`gsscreen.decision`).
     """
 
     folds: str = "all"
@@ -88,6 +93,7 @@ class ExportConfig:
     age_range_months: tuple[float, float] | None = None
     cohort: str | None = None
     description: str = ""
+    operating_point: str = "screening"
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
 
@@ -323,17 +329,43 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "weights_sha256": sha256_bytes(blob),
         "tensors": {k: list(v.shape) for k, v in sorted(out_tensors.items())},
     }
-    card = model_card(info)
-    return _write_pack(Path(output), str(output).endswith(("/", "\\")), info, blob, card)
+    # Calibrated P(GS) and operating points from the pooled validation predictions (gsscreen.decision).
+    from gsscreen.decision import decision_section
+
+    extras: dict[str, bytes] = {}
+    use = cfg.folds == "best" or cfg.threshold_rule == "pooled"  # "mean" asks for the study's own thresholds
+    decision = decision_section([f["dir"] for f in kept], cfg.operating_point) if use else None
+    if decision:
+        info.update(decision)
+        extras = _reliability_png([f["dir"] for f in kept], info)
+    card = model_card(info, figure=RELIABILITY_PNG if extras else None)
+    return _write_pack(Path(output), str(output).endswith(("/", "\\")), info, blob, card, extras)
 
 
-def _write_pack(out: Path, as_folder: bool, info: dict[str, Any], blob: bytes, card: str) -> Path:
+def _reliability_png(fold_dirs: list[Path], info: dict[str, Any]) -> dict[str, bytes]:
+    import io
+
+    from gsscreen.decision import heldout_curves
+    from gsscreen.report.calibration_figure import reliability_figure
+
+    curves = heldout_curves(fold_dirs, info)
+    if not curves:
+        return {}
+    buf = io.BytesIO()
+    reliability_figure(curves, title="Reliability on held-out (test) photos").savefig(buf, format="png", dpi=150)
+    return {RELIABILITY_PNG: buf.getvalue()}
+
+
+def _write_pack(out: Path, as_folder: bool, info: dict[str, Any], blob: bytes, card: str,
+                extras: dict[str, bytes] | None = None) -> Path:
     text = json.dumps(info, indent=2, default=_json_default) + "\n"
     if as_folder or out.is_dir():
         out.mkdir(parents=True, exist_ok=True)
         (out / WEIGHTS).write_bytes(blob)
         (out / MODEL_JSON).write_text(text, encoding="utf-8")
         (out / MODEL_CARD).write_text(card, encoding="utf-8")
+        for name, data in (extras or {}).items():
+            (out / name).write_bytes(data)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -341,6 +373,8 @@ def _write_pack(out: Path, as_folder: bool, info: dict[str, Any], blob: bytes, c
         z.writestr(MODEL_JSON, text, compress_type=zipfile.ZIP_DEFLATED)
         z.writestr(MODEL_CARD, card, compress_type=zipfile.ZIP_DEFLATED)
         z.writestr(WEIGHTS, blob, compress_type=zipfile.ZIP_STORED)  # float weights barely compress
+        for name, data in (extras or {}).items():
+            z.writestr(name, data, compress_type=zipfile.ZIP_STORED)
     tmp.replace(out)
     return out
 
@@ -360,8 +394,15 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
-def model_card(info: dict[str, Any]) -> str:
-    """``MODEL_CARD.md`` from a pack's ``model.json`` dict."""
+def _default_point_note(info: dict[str, Any]) -> str:
+    d = info.get("default_operating_point")
+    return f"; the default operating point `{d}` (see Operating points)" if d else ""
+
+
+def model_card(info: dict[str, Any], figure: str | None = None) -> str:
+    """``MODEL_CARD.md`` from a pack's ``model.json`` dict (``figure``: the reliability diagram's member name)."""
+    from gsscreen.decision import card_section
+
     c = info.get("cohort") or {}
     rows = []
     for k, label in (("auc", "AUC"), ("accuracy", "accuracy"), ("recall", "sensitivity"),
@@ -401,11 +442,13 @@ def model_card(info: dict[str, Any]) -> str:
         f"- Screens: {info.get('description', '')}.",
         f"- Input: one frontal face photo of a child; the face is found and aligned with MTCNN "
         f"({info.get('crop_size', 224)}² crop), resized to {info['input_size']}² for the `{info['backbone']}` network.",
-        f"- Output: P(GS) = {info.get('ensemble', 'mean of the fold models')} of {info['n_folds']} fold model(s); "
+        f"- Output: P(GS) = {info.get('ensemble', 'mean of the fold models')} of {info['n_folds']} fold model(s)"
+        f"{', calibrated (see Calibration)' if info.get('calibration') else ''}; "
         f"\"GS suspected — refer for genetic evaluation\" when P(GS) ≥ {info['threshold']:.4f}, else \"no GS signal\";"
         " a Grad-CAM heatmap; photo-quality flags.",
         f"- Threshold: {info['threshold']:.4f}, rule `{info.get('threshold_rule')}` with method "
-        f"`{info.get('threshold_method')}`, chosen on validation data only (see `gsscreen.modelpack`).",
+        f"`{info.get('threshold_method')}`, chosen on validation data only (see `gsscreen.modelpack`)"
+        f"{_default_point_note(info)}.",
         "",
         "## Intended use",
         "",
@@ -430,6 +473,7 @@ def model_card(info: dict[str, Any]) -> str:
         "|---|---|",
         *(rows or ["| — | no metrics.json in the run folder |"]),
         "",
+        *card_section(info, figure),
         "## Limits",
         "",
         "- Trained and evaluated on one cohort; performance on other populations, cameras and ages is unknown.",
@@ -459,10 +503,12 @@ class PackContents:
     info: dict[str, Any]
     tensors: dict[str, torch.Tensor]
     card: str
+    #: optional figures of the model card (e.g. ``reliability.png``), name → PNG bytes
+    figures: dict[str, bytes] = field(default_factory=dict)
 
 
 def _read_members(path: Path) -> dict[str, bytes]:
-    names = (MODEL_JSON, WEIGHTS, MODEL_CARD)
+    names = (MODEL_JSON, WEIGHTS, MODEL_CARD, RELIABILITY_PNG)
     if path.is_dir():
         out = {}
         for n in names:
@@ -513,7 +559,7 @@ def read_model_pack(path: str | Path) -> PackContents:
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
         raise ModelPackError(f"{p}: pack format version {fv} is newer than this gsscreen supports "
                              f"({FORMAT_VERSION}); upgrade gsscreen (pip install -U gsscreen)")
-    if fv < FORMAT_VERSION:
+    if fv < OLDEST_FORMAT_VERSION:
         raise ModelPackError(f"{p}: pack format version {fv} is no longer supported; re-export it with "
                              "`gsscreen export`")
     made_with = str(info.get("gsscreen_version", "0"))
@@ -539,7 +585,8 @@ def read_model_pack(path: str | Path) -> PackContents:
             raise ModelPackError(f"{p}: tensor {k} has shape {list(tensors[k].shape)} but model.json says "
                                  f"{manifest[k]}")
     card = members.get(MODEL_CARD, b"").decode("utf-8", errors="replace") or model_card(info)
-    return PackContents(p, info, tensors, card)
+    figures = {RELIABILITY_PNG: members[RELIABILITY_PNG]} if RELIABILITY_PNG in members else {}
+    return PackContents(p, info, tensors, card, figures)
 
 
 def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
@@ -620,7 +667,9 @@ def load_model_pack(path: str | Path) -> ScreeningModel:
 
     contents = read_model_pack(path)
     base, models = build_fold_models(contents)
-    return ScreeningModel(contents.info, base, models, card=contents.card, path=contents.path)
+    model = ScreeningModel(contents.info, base, models, card=contents.card, path=contents.path)
+    model.card_figures = contents.figures
+    return model
 
 
 __all__ = [

@@ -78,7 +78,10 @@ class ScreenResult:
     """The screening of one photo.
 
     ``p_gs`` is the ensemble's P(GS) in 0–1 (None when the photo could not be screened, see ``problem``);
-    ``suspected`` is ``p_gs >= threshold``. Arrays (not in :meth:`to_dict`): ``heatmap`` ``(S, S)`` float32 0–1 at
+    ``suspected`` is ``p_gs >= threshold``. P(GS) is calibrated when the pack carries a calibration map
+    (``p_gs_raw``: the ensemble's raw mean) and adjusted to ``prevalence`` when one was given; ``threshold`` is that
+    of ``operating_point``, on the same scale (see :mod:`gsscreen.decision`).
+    Arrays (not in :meth:`to_dict`): ``heatmap`` ``(S, S)`` float32 0–1 at
     the model's input size, ``overlay`` and ``crop`` ``(C, C, 3)`` uint8 RGB at the alignment's crop size.
     ``face``: ``box`` (x0, y0, x1, y1 original px), ``iod_px``, ``yaw`` (nose offset / IOD), ``roll_deg``,
     ``n_faces``, ``detector_score``.
@@ -91,6 +94,9 @@ class ScreenResult:
     threshold: float
     model_id: str
     fold_p_gs: list[float] = field(default_factory=list)
+    p_gs_raw: float | None = None
+    operating_point: str = ""
+    prevalence: float | None = None
     flags: list[str] = field(default_factory=list)
     flag_messages: list[str] = field(default_factory=list)
     problem: str | None = None
@@ -138,7 +144,7 @@ class ScreeningModel:
         self.card = card
         self.path = path
         self.quality = quality or QualityConfig()
-        self.threshold = float(info["threshold"])
+        self.set_decision()
         self.input_size = int(info["input_size"])
         self.tta_flip = bool(info.get("tta_flip", True))
         self.n_body = len(base.body)  # type: ignore[arg-type]
@@ -155,6 +161,13 @@ class ScreeningModel:
         # with the pack's own detection size before "no face" is reported.
         self.decode_max_side = min(DECODE_MAX_SIDE, int(self.align_config.load_max_side))
         self.detect_config = replace(self.align_config, max_side=min(DETECT_MAX_SIDE, self.align_config.max_side))
+
+    def set_decision(self, operating_point: str | None = None, prevalence: float | None = None) -> None:
+        """Use another operating point of the pack and/or a clinic's prevalence (raises ``DecisionError``)."""
+        from gsscreen.decision import DecisionRule
+
+        self.decision = DecisionRule.from_info(self.info, operating_point, prevalence)
+        self.threshold = self.decision.threshold
 
     # --- identity
     @property
@@ -175,7 +188,7 @@ class ScreeningModel:
         keys = ("name", "description", "demo", "backbone", "input_size", "n_folds", "threshold", "threshold_rule",
                 "threshold_method", "age_range_months", "cohort", "cv_metrics", "pooled_auc", "created",
                 "gsscreen_version", "weights_sha256")
-        return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}}
+        return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}, **self.decision.describe()}
 
     # --- tensors
     def to_tensor(self, crop: np.ndarray) -> torch.Tensor:
@@ -323,7 +336,8 @@ class ScreeningModel:
 
     def _empty(self, file: str | None, problem: str, flag: str, t0: float) -> ScreenResult:
         return ScreenResult(file=file, p_gs=None, suspected=None, call=CALL_NONE, threshold=self.threshold,
-                            model_id=self.model_id, flags=[flag], flag_messages=[FLAG_TEXT[flag]], problem=problem,
+                            model_id=self.model_id, operating_point=self.decision.operating_point.name,
+                            flags=[flag], flag_messages=[FLAG_TEXT[flag]], problem=problem,
                             seconds=time.perf_counter() - t0)
 
     def screen(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
@@ -378,11 +392,13 @@ class ScreeningModel:
         else:
             p = self.predict_tensor(x)
         fold_p = [float(v) for v in p[0]]
-        p_gs = float(np.mean(fold_p))
+        p_raw = float(np.mean(fold_p))
+        p_gs = self.decision.probability(p_raw)
         suspected = p_gs >= self.threshold
         return ScreenResult(
             file=file, p_gs=p_gs, suspected=suspected, call=CALL_GS if suspected else CALL_NO,
-            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_p, flags=flags,
+            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_p, p_gs_raw=p_raw,
+            operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, flags=flags,
             flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0,
             heatmap=hm.astype(np.float32) if hm is not None else None, overlay=ov, crop=face.image,
         )
@@ -481,8 +497,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return out, problems
 
 
-RESULT_COLUMNS = ("file", "p_gs", "call", "threshold", "flags", "problem", "heatmap", "iod_px", "yaw", "roll_deg",
-                  "n_faces", "fold_p_gs", "seconds")
+RESULT_COLUMNS = ("file", "p_gs", "call", "threshold", "operating_point", "flags", "problem", "heatmap", "iod_px",
+                  "yaw", "roll_deg", "n_faces", "fold_p_gs", "seconds")
 
 
 def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
@@ -525,7 +541,8 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
             hm_path = str(p.relative_to(out))
         face = res.face or {}
         rows.append({
-            "file": f, "p_gs": res.p_gs, "call": res.call, "threshold": res.threshold, "flags": ";".join(res.flags),
+            "file": f, "p_gs": res.p_gs, "call": res.call, "threshold": res.threshold,
+            "operating_point": res.operating_point, "flags": ";".join(res.flags),
             "problem": res.problem or "", "heatmap": hm_path, "iod_px": face.get("iod_px"), "yaw": face.get("yaw"),
             "roll_deg": face.get("roll_deg"), "n_faces": face.get("n_faces"),
             "fold_p_gs": ";".join(f"{v:.4f}" for v in res.fold_p_gs), "seconds": round(res.seconds, 3),

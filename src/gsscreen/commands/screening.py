@@ -20,7 +20,14 @@ def _parse_age_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _load(model: Path | None):  # -> ScreeningModel
+_OP_HELP = ("Operating point of the model pack: screening (validation sensitivity ≥ 0.95) or balanced (Youden); "
+            "default: the pack's own default (see its model card).")
+_PREV_HELP = ("Share of children with a genetic syndrome among those you screen (e.g. 0.02): P(GS) is adjusted "
+              "from the training prevalence to this one (the call does not change).")
+
+
+def _load(model: Path | None, operating_point: str | None = None, prevalence: float | None = None):
+    from gsscreen.decision import DecisionError
     from gsscreen.modelpack import ModelPackError, load_model_pack
     from gsscreen.screening import resolve_model
 
@@ -33,8 +40,11 @@ def _load(model: Path | None):  # -> ScreeningModel
         typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
                     "demonstration, not a medical device)", err=True, fg="yellow")
     try:
-        return load_model_pack(path)
-    except ModelPackError as exc:
+        m = load_model_pack(path)
+        if operating_point is not None or prevalence is not None:
+            m.set_decision(operating_point, prevalence)
+        return m
+    except (ModelPackError, DecisionError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
 
@@ -51,13 +61,15 @@ def export(
     age_range: str | None = typer.Option(None, help="Ages of the training cohort in months, e.g. 12-180."),
     cohort: Path | None = typer.Option(None, help="Cohort CSV to read the age range from (age_months)."),
     demo: bool = typer.Option(False, help="Write the demo model's card (Down syndrome only, not a medical device)."),
+    operating_point: str = typer.Option("screening", help="Default operating point of the pack: screening "
+                                        "(validation sensitivity ≥ 0.95) or balanced (Youden)."),
 ) -> None:
     """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
     from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, read_model_pack
 
     cfg = ExportConfig(folds=folds, threshold_rule=threshold_rule, name=name, demo=demo,
                        age_range_months=_parse_age_range(age_range), cohort=str(cohort) if cohort else None,
-                       description=description)
+                       description=description, operating_point=operating_point)
     try:
         out = export_model_pack(run_dir, output, cfg)
         info = read_model_pack(out).info
@@ -67,6 +79,15 @@ def export(
     size = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
     typer.echo(f"wrote {out} ({size / 1e6:.1f} MB): {info['backbone']}, {info['n_folds']} fold model(s), "
                f"threshold {info['threshold']:.4f} ({info['threshold_rule']})")
+    cal = info.get("calibration")
+    if cal:
+        ops = ", ".join(f"{k} {v['threshold']:.3f} (validation sensitivity {v['sensitivity']:.2f}, specificity "
+                        f"{v['specificity']:.2f})" for k, v in info["operating_points"].items())
+        typer.echo(f"P(GS) calibrated with {cal['map']['method']} at the training prevalence "
+                   f"{cal['train_prevalence']:.3f}; operating points: {ops}; default {info['default_operating_point']}")
+    else:
+        typer.secho("no pooled validation predictions: P(GS) is not calibrated and the pack has one threshold",
+                    err=True, fg="yellow")
 
 
 def screen(
@@ -75,17 +96,23 @@ def screen(
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
+    operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
+    prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags."""
     from gsscreen.screening import DISCLAIMER, ScreenConfig, format_table, screen_batch
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
-    m = _load(model)
+    m = _load(model, operating_point, prevalence)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality)
     table = screen_batch(m, cfg, progress=True)
-    typer.echo(f"model {m.model_id}: threshold {m.threshold:.4f}")
+    d = m.decision
+    typer.echo(f"model {m.model_id}: operating point {d.operating_point.name}, threshold {m.threshold:.4f}; P(GS) "
+               + (("calibrated" + (f", adjusted to prevalence {d.prevalence:g}" if d.prevalence else
+                                   f" at the training prevalence {d.train_prevalence:.3f}"))
+                  if d.calibrated else "not calibrated (older model pack)"))
     typer.echo(format_table(table))
     n_bad = int(table["p_gs"].isna().sum())
     typer.echo(f"\n{len(table) - n_bad} photo(s) screened, {n_bad} not screened; results in {output}/results.csv "
@@ -101,6 +128,8 @@ def serve(
                                       help="API token (Authorization: Bearer); required off loopback."),
     audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+    operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
+    prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
@@ -112,7 +141,7 @@ def serve(
     except ValueError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
-    m = _load(model)
+    m = _load(model, operating_point, prevalence)
     serve_app(cfg, m)
 
 
