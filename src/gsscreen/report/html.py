@@ -1,237 +1,142 @@
 """One self-contained HTML report of a study's run folder, for a manuscript's supplement.
 
 Everything is inside the one file: figures as base64 data URIs (SVG for the plots, so they print sharp; JPEG for
-the Grad-CAM thumbnails), CSS inline, no JavaScript, no link to anything outside the file. Every piece of text
-that comes from the user's data (photo names, reader names, config values) is escaped.
+the Grad-CAM thumbnails), CSS inline, no JavaScript, no link to anything outside the file.
+
+The page is rendered from Jinja2 templates under ``report/templates/`` with autoescaping on: every piece of text
+that comes from the user's data (photo names, reader names, config values) reaches the page only through the
+template, escaped. ``report.html.j2`` is the frame; each section is a partial ``sections/NAME.html.j2`` that
+reads its own context as ``s.ctx``. To add a section: write the partial and add a :class:`Section` to the list
+:func:`build_report` renders (its :class:`~gsscreen.report.format.Table` values are exported to CSV, LaTeX and
+DOCX with the others).
 
 The same figures are written as PNG (300 dpi) and SVG under ``RUN_DIR/report/figures/``.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from gsscreen.report import figures as F
+from gsscreen.report.format import (
+    METRIC_HEADERS,
+    METRICS,
+    RESEARCH_LINE,
+    Figure,
+    Table,
+    data_uri,
+    esc,
+    fmt,
+    fmt_p,
+    frame_table,
+    make_table,
+    mean_sd,
+)
+from gsscreen.report.numbers import ModelNumbers, find_key, model_numbers
 from gsscreen.report.run import RunData, finite, load_run, match_photos
 
-METRICS = ("accuracy", "recall", "specificity", "precision", "f1", "auc")
-METRIC_HEADERS = {
-    "accuracy": "Accuracy",
-    "recall": "Sensitivity",
-    "specificity": "Specificity",
-    "precision": "Precision",
-    "f1": "F1",
-    "auc": "AUC",
-}
+# Re-exported: older callers import these from here.
+__all__ = [
+    "GALLERY_CHOICES", "METRICS", "METRIC_HEADERS", "RESEARCH_LINE", "ModelNumbers", "Section", "build_report",
+    "esc", "fmt", "fmt_p", "mean_sd", "model_numbers", "render_report",
+]
+
 GALLERY_CHOICES = ("gs", "all", "none")
-RESEARCH_LINE = (
-    "Research use only. gsscreen is not a medical device: its output is not a diagnosis and must not be used to "
-    "make clinical decisions."
-)
+TEMPLATES = Path(__file__).parent / "templates"
 
 
-def esc(x: Any) -> str:
-    """``html.escape`` of ``str(x)`` (quotes too): the only way user text reaches the page."""
-    return html.escape(str(x), quote=True)
-
-
-def fmt(x: Any, nd: int = 3) -> str:
-    """A number with ``nd`` decimals; an en dash for missing/NaN."""
-    return f"{float(x):.{nd}f}" if finite(x) else "–"
-
-
-def fmt_p(p: Any) -> str:
-    """A p-value as journals print it: 3 decimals, ``<0.001`` below that."""
-    if not finite(p):
-        return "–"
-    p = float(p)
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def mean_sd(mean: Any, sd: Any, nd: int = 3) -> str:
-    """``"0.886 ± 0.021"`` (the SD left out when undefined, e.g. one fold)."""
-    if not finite(mean):
-        return "–"
-    return f"{float(mean):.{nd}f} ± {float(sd):.{nd}f}" if finite(sd) else f"{float(mean):.{nd}f}"
-
-
-# ----------------------------------------------------------------------------------------------------- numbers
+# ----------------------------------------------------------------------------------------------------- templating
 
 
 @dataclass
-class ModelNumbers:
-    """What the report shows about the model, from predictions.csv and (where present) metrics.json."""
+class Section:
+    """One numbered section of the report: ``template`` (a partial under ``templates/``) rendered with ``ctx``.
 
-    per_fold: list[dict[str, Any]]
-    summary: dict[str, dict[str, Any]]
-    pooled_fpr: np.ndarray
-    pooled_tpr: np.ndarray
-    auc: float
-    auc_ci_delong: tuple[float, float] | None
-    auc_ci_bootstrap: tuple[float, float] | None
-    band: Any  # gsscreen.evaluation.roc.RocBand
-    band_from: str  # "metrics.json" or "recomputed"
-    confusion: np.ndarray  # (2, 2) [[tn, fp], [fn, tp]]
-    fold_curves: list[F.FoldCurve]
-
-
-def _find_key(obj: Any, want: Iterable[str]) -> Any:
-    """The first value (depth-first) whose key contains one of ``want`` (case-insensitive)."""
-    want = tuple(w.lower() for w in want)
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if any(w in str(k).lower() for w in want):
-                return v
-        for v in obj.values():
-            hit = _find_key(v, want)
-            if hit is not None:
-                return hit
-    return None
-
-
-def _find_pooled(metrics: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The model's pooled-ROC summary in metrics.json (``model.pooled_roc``, as written by
-    :func:`gsscreen.evaluation.roc.pooled_roc_summary`), else the first dict holding ``band`` and ``auc`` outside
-    the baseline's part."""
-    model = metrics.get("model") if isinstance(metrics, Mapping) else None
-    if isinstance(model, Mapping) and isinstance(model.get("pooled_roc"), Mapping):
-        return model["pooled_roc"]
-    if isinstance(metrics, Mapping):
-        metrics = {k: v for k, v in metrics.items() if "baseline" not in str(k).lower()}
-        if isinstance(metrics.get("band"), Mapping) and "auc" in metrics:
-            return metrics
-        for v in metrics.values():
-            hit = _find_pooled(v) if isinstance(v, Mapping) else None
-            if hit is not None:
-                return hit
-    return None
-
-
-def _band_from_dict(d: Mapping[str, Any]) -> Any | None:
-    from gsscreen.evaluation.roc import RocBand
-
-    try:
-        sp = np.asarray(d["specificities"], dtype=float)
-        lo, hi = np.asarray(d["lo"], dtype=float), np.asarray(d["hi"], dtype=float)
-        med = np.asarray(d.get("median", (lo + hi) / 2), dtype=float)
-        sens = np.asarray(d.get("sensitivity", med), dtype=float)
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not (sp.shape == lo.shape == hi.shape) or sp.ndim != 1 or sp.size < 2:
-        return None
-    return RocBand(
-        specificities=sp, sensitivity=sens, lo=lo, median=med, hi=hi, conf=float(d.get("conf", 0.95)),
-        n_boot=int(d.get("n_boot", 0) or 0), n_boot_used=int(d.get("n_boot_used", d.get("n_boot", 0)) or 0),
-        stratified=bool(d.get("stratified", True)), seed=d.get("seed"),
-    )
-
-
-def _ci(d: Any) -> tuple[float, float] | None:
-    if isinstance(d, Mapping) and finite(d.get("lo")) and finite(d.get("hi")):
-        return float(d["lo"]), float(d["hi"])
-    return None
-
-
-def model_numbers(run: RunData, n_boot: int = 200, seed: int = 0) -> ModelNumbers:
-    """Per-fold metrics (each fold at its own threshold), their mean ± SD, the pooled ROC with its band and AUC
-    CIs, the pooled confusion matrix and per-fold curves.
-
-    Per-fold metrics are always recomputed from predictions.csv (the source of truth, and it matches what the
-    study wrote); the band and the AUC CIs come from metrics.json when it has them (so the report shows the
-    study's own bootstrap), else they are recomputed with ``n_boot`` replicates and ``seed``.
+    ``number`` is given when the report is assembled, so other parts (the TRIPOD+AI checklist) can cite it.
     """
-    from gsscreen.evaluation.metrics import binary_metrics, confusion_matrix, summarize_folds
-    from gsscreen.evaluation.roc import auc_ci_bootstrap, auc_ci_delong, roc_ci_band, roc_points
 
-    pred = run.predictions
-    per_fold: list[dict[str, Any]] = []
-    curves: list[F.FoldCurve] = []
-    for fold, part in pred.groupby("fold", sort=True):
-        y = part["y"].to_numpy()
-        # binary_metrics calls p >= threshold; the study's own calls are used for the confusion counts below.
-        m = binary_metrics(y, part["p_gs"].to_numpy(), float(part["threshold"].iloc[0]))
-        m["fold"] = int(fold)
-        per_fold.append(m)
-        if 0 < y.sum() < len(y):
-            fpr, tpr, _ = roc_points(y, part["p_gs"].to_numpy())
-            curves.append(F.FoldCurve(int(fold), fpr, tpr, float(m["auc"])))
-    summary = summarize_folds([{k: v for k, v in m.items() if k != "fold"} for m in per_fold])
+    id: str
+    title: str
+    template: str
+    ctx: dict[str, Any] = field(default_factory=dict)
+    number: int = 0
 
-    y_all, p_all = pred["y"].to_numpy(), pred["p_gs"].to_numpy()
-    fpr, tpr, _ = roc_points(y_all, p_all)
-    pooled = _find_pooled(run.metrics)
-    band = _band_from_dict(pooled["band"]) if pooled else None
-    if band is not None:
-        band_from = "metrics.json"
-        delong = _ci(pooled.get("auc_ci_delong"))  # type: ignore[union-attr]
-        boot = _ci(pooled.get("auc_ci_bootstrap"))  # type: ignore[union-attr]
-        auc = float(pooled["auc"]) if finite(pooled.get("auc")) else float("nan")  # type: ignore[union-attr]
-    else:
-        band_from = "recomputed"
-        band = roc_ci_band(y_all, p_all, n_boot=n_boot, seed=seed)
-        d = auc_ci_delong(y_all, p_all)
-        b = auc_ci_bootstrap(y_all, p_all, n_boot=2000, seed=seed)
-        auc, delong, boot = d.auc, (d.lo, d.hi), (b.lo, b.hi)
-    conf = confusion_matrix(y_all, pred["called"].to_numpy())
-    return ModelNumbers(per_fold, summary, fpr, tpr, auc, delong, boot, band, band_from, conf, curves)
+    def tables(self) -> Iterator[Table]:
+        """Every :class:`Table` in the context (also inside lists, dicts and objects with a ``display`` table)."""
+        yield from _tables_in(self.ctx)
 
 
-# ----------------------------------------------------------------------------------------------------- HTML bits
+def _tables_in(obj: Any) -> Iterator[Table]:
+    if isinstance(obj, Table):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _tables_in(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tables_in(v)
+    elif hasattr(obj, "__dataclass_fields__") and not isinstance(obj, (Figure, type)):
+        for name in obj.__dataclass_fields__:
+            v = getattr(obj, name)
+            if isinstance(v, (Table, list, tuple, Mapping)) or hasattr(v, "__dataclass_fields__"):
+                yield from _tables_in(v)
 
 
-def table_html(
-    header: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "", caption: str | None = None,
-    raw_cells: bool = False,
-) -> str:
-    """A ``<table>``; every cell is escaped unless ``raw_cells`` (only for cells this module built itself)."""
-    cell = (lambda v: str(v)) if raw_cells else esc
-    parts = [f'<table class="{esc(cls)}">']
-    if caption:
-        parts.append(f"<caption>{esc(caption)}</caption>")
-    if any(str(h) for h in header):
-        parts.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>")
-    parts.append("<tbody>")
-    for r in rows:
-        parts.append("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>")
-    parts.append("</tbody></table>")
-    return "".join(parts)
+def _finalize(value: Any) -> Any:
+    # Escape with html.escape (quotes as &quot;) rather than markupsafe's &#34;, the way the report always wrote
+    # them; Markup (template-built HTML) passes through. Autoescaping stays on underneath as the safety net.
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return value
+    return Markup(html.escape(str(value), quote=True))
 
 
-def frame_html(df: pd.DataFrame, cls: str = "", caption: str | None = None, index: bool = False) -> str:
-    """A DataFrame as an escaped ``<table>`` (numbers with 3 decimals)."""
-    d = df.reset_index() if index else df
-
-    def show(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return fmt(v)
-        return "" if v is None else str(v)
-
-    return table_html([str(c) for c in d.columns], ([show(v) for v in r] for r in d.itertuples(index=False)),
-                      cls=cls, caption=caption)
-
-
-def data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def figure_html(saved: F.SavedFigure, alt: str, caption: str, width: str = "100%") -> str:
-    """The saved figure embedded as an SVG data URI (vector: sharp on screen and paper)."""
-    uri = data_uri(saved.svg.read_bytes(), "image/svg+xml")
-    return (
-        f'<figure class="fig"><img src="{uri}" alt="{esc(alt)}" style="max-width:{esc(width)}">'
-        f"<figcaption>{esc(caption)}</figcaption></figure>"
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The report's Jinja2 environment: templates from the package, autoescaped, undefined names are errors."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
     )
+
+
+def render_report(sections: Sequence[Section], **page: Any) -> str:
+    """The whole page: ``sections`` numbered in order inside ``report.html.j2``. ``page`` holds the frame's
+    values (``heading, run_name, source_label, generated, version, synthetic_note, problems``)."""
+    for i, s in enumerate(sections, start=1):
+        s.number = i
+    ctx = {
+        "heading": "gsscreen study report", "source_label": "Run folder", "run_name": "", "synthetic_note": "",
+        "problems": [], "research_line": RESEARCH_LINE,
+        "generated": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
+    }
+    ctx.update(page)
+    ctx["sections"] = list(sections)
+    return environment().get_template("report.html.j2").render(**ctx)
+
+
+def figure(saved: F.SavedFigure, alt: str, caption: str, width: str = "100%") -> Figure:
+    """The saved figure, embedded as an SVG data URI (vector: sharp on screen and paper)."""
+    return Figure.from_svg(saved.svg, alt, caption, width)
 
 
 def _jpeg_uri(path: Path, quality: int = 88) -> str:
@@ -243,61 +148,10 @@ def _jpeg_uri(path: Path, quality: int = 88) -> str:
     return data_uri(buf.getvalue(), "image/jpeg")
 
 
-CSS = """
-:root { --ink:#1a1a1a; --muted:#555; --rule:#d0d0d0; --accent:#0072B2; --warn:#D55E00; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--ink);
-       max-width: 1080px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 30px 0 8px; padding-bottom: 4px; border-bottom: 2px solid var(--accent); }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-p, li { margin: 4px 0; }
-.meta { color: var(--muted); font-size: 12.5px; }
-.research { border-left: 4px solid var(--accent); background: #eef5fb; padding: 8px 12px; margin: 12px 0; }
-.synthetic { border: 3px solid var(--warn); background: #fdf0e6; color: #7a2f00; padding: 12px 16px;
-             margin: 14px 0; font-weight: 600; font-size: 15px; }
-.synthetic small { display: block; font-weight: 400; font-size: 13px; margin-top: 4px; color: #5a2300; }
-.notes { border: 1px solid var(--rule); background: #fafafa; padding: 6px 12px 6px 28px; font-size: 12.5px;
-         color: var(--muted); }
-table { border-collapse: collapse; margin: 8px 0 14px; font-size: 13px; font-variant-numeric: tabular-nums; }
-caption { caption-side: top; text-align: left; font-weight: 600; padding: 4px 0; }
-th, td { padding: 4px 10px; text-align: left; vertical-align: top; }
-thead th { border-top: 1.5px solid var(--ink); border-bottom: 1px solid var(--ink); }
-tbody tr:last-child td { border-bottom: 1.5px solid var(--ink); }
-table.kv { border-top: 1.5px solid var(--ink); }
-table.kv td:first-child { color: var(--muted); }
-tr.group td { font-weight: 600; background: #f2f2f2; }
-td.num, th.num { text-align: right; }
-.figrow { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.figrow figure { flex: 0 1 auto; }
-figure.fig { margin: 8px 0 16px; }
-figure.fig img { width: 100%; height: auto; display: block; }
-.figrow figure.fig { width: 48%; min-width: 300px; }
-figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(132px, 1fr)); gap: 10px; }
-.gallery figure { margin: 0; break-inside: avoid; }
-.gallery img { width: 100%; height: auto; display: block; border-radius: 2px; }
-.gallery figcaption { font-size: 10.5px; line-height: 1.3; overflow-wrap: anywhere; }
-.gallery .off { color: var(--warn); font-weight: 600; }
-pre { background: #f6f6f6; border: 1px solid var(--rule); padding: 8px 10px; font-size: 11.5px; overflow-x: auto;
-      white-space: pre-wrap; overflow-wrap: anywhere; }
-.scroll { overflow-x: auto; }
-@media print {
-  body { max-width: none; padding: 0; font-size: 10.5pt; }
-  h2 { break-after: avoid; }
-  table, figure, .synthetic, .research { break-inside: avoid; }
-  .gallery { grid-template-columns: repeat(6, 1fr); }
-  pre { font-size: 8pt; }
-  a { color: inherit; text-decoration: none; }
-}
-@page { size: A4; margin: 15mm; }
-"""
-
-
 # ----------------------------------------------------------------------------------------------------- sections
 
 
-def _cohort_section(run: RunData) -> str:
+def cohort_section(run: RunData) -> Section:
     pred = run.predictions
     n_gs, n_ctrl = int((pred["y"] == 1).sum()), int((pred["y"] == 0).sum())
     rows: list[tuple[str, str]] = [
@@ -315,15 +169,16 @@ def _cohort_section(run: RunData) -> str:
     fails = run.failures
     n_fail = 0 if fails is None else len(fails)
     rows.append(("Photos left out (alignment or reading failures)", "not recorded" if fails is None else str(n_fail)))
-    out = [table_html(["", ""], rows, cls="kv")]
+    ctx: dict[str, Any] = {"summary": make_table("cohort_summary", ["", ""], rows, cls="kv",
+                                            caption="Cohort and photos analysed")}
     if fails is not None and n_fail:
         cols = [c for c in fails.columns if c in ("file", "image", "photo", "problem", "reason", "stage")] or list(
             fails.columns
         )
-        shown = fails[cols].head(30)
-        more = f" (first 30 of {n_fail})" if n_fail > 30 else ""
-        out.append(f"<details open><summary>Left-out photos{esc(more)}</summary>{frame_html(shown)}</details>")
-    return "".join(out)
+        ctx["failures"] = frame_table("left_out_photos", fails[cols].head(30))
+        ctx["failures_more"] = f" (first 30 of {n_fail})" if n_fail > 30 else ""
+    ctx.update(_table1(run))
+    return Section("cohort", "Cohort", "sections/cohort.html.j2", ctx)
 
 
 def _syndromes(run: RunData) -> dict[str, int]:
@@ -353,30 +208,27 @@ def _study_cohort(run: RunData) -> pd.DataFrame | None:
     return t[[k in used for k in keys]]
 
 
-def _table1(run: RunData) -> str:
+def _table1(run: RunData) -> dict[str, Any]:
     t = _study_cohort(run)
     if t is None:
         why = ("No cohort table was found" if run.cohort is None
                else f"The cohort table {run.cohort_source} does not list the study's photos")
-        return (f'<p class="notes">{esc(why)}, so Table 1 (demographics) is left out. Pass the cohort CSV with '
-                "<code>--cohort</code>.</p>")
+        return {"table1_missing": why}
     from gsscreen.evaluation.demographics import demographics_table
 
     try:
         demo = demographics_table(t, welch=False)
     except (ValueError, KeyError) as exc:
-        return f'<p class="notes">Table 1 could not be computed: {esc(exc)}</p>'
+        return {"table1_error": str(exc)}
     frame = demo.to_frame()
-    notes = list(getattr(demo, "notes", []) or [])
     scope = "the photos in the study" if len(t) < len(run.cohort) else "the whole cohort"  # type: ignore[arg-type]
     scope += f", from {run.cohort_source.name}" if run.cohort_source else ""
     frame.index.name = ""
-    parts = [frame_html(frame, cls="t1", caption=f"Table 1. Demographics ({scope}: {len(t)} photos)", index=True)]
     foot = "Age: mean ± SD (sample SD), Student's two-sample t-test; sex: counts (% of known), Pearson's chi-squared."
-    parts.append(f'<p class="meta">{esc(foot)}</p>')
-    if notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    return "".join(parts)
+    t1 = frame_table("table1_demographics", frame, cls="t1", index=True,
+                     caption=f"Table 1. Demographics ({scope}: {len(t)} photos)")
+    t1.notes.append(foot)
+    return {"table1": t1, "table1_notes": list(getattr(demo, "notes", []) or [])}
 
 
 def _baseline_row(metrics: Mapping[str, Any]) -> list[str] | None:
@@ -385,7 +237,7 @@ def _baseline_row(metrics: Mapping[str, Any]) -> list[str] | None:
 
     base = metrics.get("baseline") if isinstance(metrics.get("baseline"), Mapping) else None
     if base is None:
-        base = _find_key(metrics, ("baseline", "logistic"))
+        base = find_key(metrics, ("baseline", "logistic"))
     if not isinstance(base, (Mapping, list)) or not base:
         return None
     summ: Mapping[str, Any] | None = None
@@ -418,18 +270,19 @@ def _baseline_row(metrics: Mapping[str, Any]) -> list[str] | None:
     return cells
 
 
-def _external_section(metrics: Mapping[str, Any], folds: Sequence[int]) -> str:
+def _external_table(metrics: Mapping[str, Any], folds: Sequence[int]) -> Table | None:
     """False-positive rates on the external control sets: one row per fold, one column per set, then mean ± SD.
 
     Reads ``model.external`` of metrics.json (``{set: {"values": [per fold], "mean", "sd", "n_photos"}}``); other
-    shapes (``{fold: rate}``, ``{set: rate}``) are shown as they are.
+    shapes (``{fold: rate}``, ``{set: rate}``) are shown as they are. None when there is none.
     """
     model = metrics.get("model") if isinstance(metrics.get("model"), Mapping) else {}
-    ext = model.get("external") if "external" in model else _find_key(
+    ext = model.get("external") if "external" in model else find_key(
         {k: v for k, v in metrics.items() if "baseline" not in str(k).lower()}, ("external",)
     )
     if ext is None or (isinstance(ext, (list, Mapping)) and not ext):
-        return '<p class="notes">No external control set was evaluated in this run.</p>'
+        return None
+    name = "external_controls"
     caption = "False-positive rate on external controls (share of the set each fold's model calls GS)"
     if isinstance(ext, Mapping) and all(isinstance(v, Mapping) and isinstance(v.get("values"), list)
                                         for v in ext.values()):
@@ -442,19 +295,80 @@ def _external_section(metrics: Mapping[str, Any], folds: Sequence[int]) -> str:
             rows.append([f"Fold {fold_ids[i]}", *[fmt(v) for v in vals]])
         rows.append(["mean ± SD", *[mean_sd(ext[n].get("mean"), ext[n].get("sd")) for n in names]])
         rows.append(["photos in the set", *[str(ext[n].get("n_photos", "–")) for n in names]])
-        return table_html(["", *names], rows, caption=caption)
+        return make_table(name, ["", *names], rows, caption=caption)
     if isinstance(ext, Mapping):
         items = list(ext.items())
     elif isinstance(ext, list):
         items = [(str(i), v) for i, v in enumerate(ext)]
     else:
-        return f'<p class="notes">External controls: {esc(ext)}</p>'
-    # table_html escapes every cell: escaping here as well would show "&amp;quot;" in the page.
+        return make_table(name, ["", ""], [["External controls", str(ext)]], caption=caption)
     rows = [[str(k), fmt(v) if finite(v) else json.dumps(v, default=str)] for k, v in items]
     vals = [float(v) for _k, v in items if finite(v)]
     if len(vals) > 1:
         rows.append(["mean ± SD", mean_sd(np.mean(vals), np.std(vals, ddof=1))])
-    return table_html(["", "False-positive rate"], rows, caption=caption)
+    return make_table(name, ["", "False-positive rate"], rows, caption=caption)
+
+
+def performance_section(
+    run: RunData, nums: ModelNumbers, readers: Any, saved: Mapping[str, F.SavedFigure]
+) -> Section:
+    header = ["", *[METRIC_HEADERS[m] for m in METRICS]]
+    rows: list[list[str]] = [
+        ["Model (mean ± SD over folds)", *[mean_sd(nums.summary.get(m, {}).get("mean"),
+                                                   nums.summary.get(m, {}).get("sd")) for m in METRICS]],
+    ]
+    base = _baseline_row(run.metrics)
+    if base is not None:
+        rows.append(["Baseline: logistic regression on embeddings", *base])
+    t2 = make_table("table2_performance", header, rows,
+               caption=f"Table 2. Model over {len(nums.per_fold)} test folds, each at its own threshold")
+    ci_txt = []
+    if nums.auc_ci_delong:
+        ci_txt.append(f"DeLong 95% CI {fmt(nums.auc_ci_delong[0])}–{fmt(nums.auc_ci_delong[1])}")
+    if nums.auc_ci_bootstrap:
+        ci_txt.append(f"bootstrap 95% CI {fmt(nums.auc_ci_bootstrap[0])}–{fmt(nums.auc_ci_bootstrap[1])}")
+    base_part = run.metrics.get("baseline") if isinstance(run.metrics.get("baseline"), Mapping) else {}
+    base_roc = base_part.get("pooled_roc") if isinstance(base_part.get("pooled_roc"), Mapping) else None
+    vs = run.metrics.get("model_vs_baseline_delong")
+    base_line = ""
+    if base_roc is not None and finite(base_roc.get("auc")):
+        base_line = f"Baseline pooled AUC: {fmt(base_roc['auc'])}"
+        if isinstance(vs, Mapping) and finite(vs.get("p_value")):
+            base_line += f"; DeLong test model vs baseline: p = {fmt_p(vs['p_value'])}"
+
+    band = nums.band
+    cap = (f"Pooled ROC of the test predictions of all folds; shaded: {band.conf:.0%} bootstrap band of sensitivity "
+           f"at fixed specificities ({band.n_boot} stratified replicates, {nums.band_from}); dashed: chance.")
+    if readers is not None and readers.points:
+        cap += " Markers: physicians (circle junior, square senior)."
+    fold_rows = []
+    for m in nums.per_fold:
+        fold_rows.append([str(m["fold"]), str(m["n"]), fmt(m["threshold"]), *[fmt(m.get(k)) for k in METRICS],
+                          f"{m['tp']}/{m['fp']}/{m['tn']}/{m['fn']}"])
+    fold_rows.append(["mean ± SD", "", "", *[mean_sd(nums.summary.get(k, {}).get("mean"),
+                                                     nums.summary.get(k, {}).get("sd")) for k in METRICS], ""])
+    per_fold = make_table("per_fold_metrics", ["Fold", "n", "Threshold", *[METRIC_HEADERS[m] for m in METRICS],
+                                          "TP/FP/TN/FN"], fold_rows,
+                     caption="Metrics per test fold (threshold chosen on the fold's validation subset)")
+    tn, fp, fn, tp = (int(v) for v in nums.confusion.ravel())
+    figs = {
+        "roc": figure(saved["roc"], "ROC curve with confidence band", cap, width="620px"),
+        "fold_metrics": figure(saved["fold_metrics"], "Metrics per fold", "Each metric per fold (points) with the "
+                               "mean ± SD over folds (bar and error bar).", width="760px"),
+        "roc_folds": figure(saved["roc_folds"], "ROC per fold", "ROC curve of each test fold.", width="480px"),
+        "confusion": figure(saved["confusion"], "Confusion matrix",
+                            f"All test photos at their fold's threshold: TP {tp}, FP {fp}, TN {tn}, FN {fn}.",
+                            width="380px"),
+    }
+    ctx = {
+        "table2": t2, "auc": fmt(nums.auc), "auc_ci": "; ".join(ci_txt), "baseline_line": base_line,
+        "baseline_description": base_part.get("description") if isinstance(base_part.get("description"), str)
+        else "",
+        "readers": readers, "figures": figs, "per_fold": per_fold,
+        "external": _external_table(run.metrics, run.folds),
+        "external_note": "No external control set was evaluated in this run.",
+    }
+    return Section("performance", "Performance", "sections/performance.html.j2", ctx)
 
 
 def _strip_prefix(text: str, prefix: str) -> str:
@@ -463,14 +377,17 @@ def _strip_prefix(text: str, prefix: str) -> str:
     return t[len(prefix) :].strip() if t.upper().startswith(prefix.upper()) else t
 
 
-def _config_section(run: RunData) -> str:
+def config_section(run: RunData, saved: Mapping[str, F.SavedFigure], table_files: str = "") -> Section:
     def pretty(d: dict[str, Any], name: str) -> str:
         return json.dumps(d, indent=2, sort_keys=True, default=str) if d else f"({name} not found)"
 
-    return (
-        f"<h3>Configuration (config.json)</h3><pre>{esc(pretty(run.config, 'config.json'))}</pre>"
-        f"<h3>Versions (versions.json)</h3><pre>{esc(pretty(run.versions, 'versions.json'))}</pre>"
-    )
+    ctx = {
+        "figure_files": ", ".join(f"{s.name}.png / .svg" for s in saved.values()),
+        "table_files": table_files,
+        "config": pretty(run.config, "config.json"),
+        "versions": pretty(run.versions, "versions.json"),
+    }
+    return Section("software", "Configuration and software", "sections/config.html.j2", ctx)
 
 
 # ----------------------------------------------------------------------------------------------------- build
@@ -531,174 +448,61 @@ def build_report(
         F.fold_metrics_figure(nums.per_fold, folds=[m["fold"] for m in nums.per_fold]), fig_dir, "fold_metrics"
     )
 
-    grad_html = ""
+    sections = [cohort_section(run), performance_section(run, nums, readers, saved)]
     if gallery != "none":
-        grad_html = _gradcam_section(run, report_dir, fig_dir, gallery, max_gallery, cover_eyes)
+        sections.append(gradcam_section(run, report_dir, fig_dir, gallery, max_gallery, cover_eyes))
+    sections.append(config_section(run, saved))
 
-    body = _assemble(run, nums, readers, saved, grad_html, gallery, cover_eyes)
+    body = render_report(
+        sections,
+        run_name=run.run_dir.name,
+        version=_version(),
+        synthetic_note=_strip_prefix(run.synthetic_note, "SYNTHETIC COHORT:") if run.synthetic_note else "",
+        problems=list(run.problems),
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(body, encoding="utf-8")
     return out_path
 
 
-def _gradcam_section(
+def _version() -> str:
+    from gsscreen import __version__
+
+    return str(__version__)
+
+
+def gradcam_section(
     run: RunData, report_dir: Path, fig_dir: Path, which: str, max_gallery: int | None, cover_eyes: bool
-) -> str:
+) -> Section:
     from gsscreen.explain import gallery as gallery_figure
     from gsscreen.report.gallery import fold_gradcams
 
     res = fold_gradcams(run, report_dir / "gradcam", which=which, max_maps=max_gallery, cover_eyes=cover_eyes)
     what = "GS test photos" if which == "gs" else "test photos"
-    parts = []
+    ctx: dict[str, Any] = {"what": what, "cover_eyes": cover_eyes, "tiles": []}
     maps = res.maps
     if len(maps):
-        n_on = res.n_on_face
         gal = gallery_figure(maps, fig_dir / "gradcam_gallery", cover_eyes=cover_eyes)
         asked = min(res.eligible, max_gallery) if max_gallery is not None else res.eligible
-        limited = (f" ({asked} of the {res.eligible} {what}, taken in turn from each fold)" if asked < res.eligible
-                   else f" (all {res.eligible} {what})")
         n_unusable = asked - len(maps)
-        unusable = (f" {n_unusable} photo(s) gave no usable map (no crop, or an empty map): listed below."
-                    if n_unusable else "")
-        parts.append(
-            f'<p><strong>{n_on} of {len(maps)} maps mainly on the face</strong>{esc(limited)}: more than half of '
-            "the map's mass inside the face region spanned by the five landmarks. Each map comes from the model of "
-            f"the fold in which the photo was a test photo.{esc(unusable)} Figure files: {esc(gal.png.name)}, "
-            f"{esc(gal.svg.name)}." + (" Eyes covered by a grey bar." if cover_eyes else "") + "</p>"
+        ctx.update(
+            n_on=res.n_on_face,
+            limited=(f" ({asked} of the {res.eligible} {what}, taken in turn from each fold)"
+                     if asked < res.eligible else f" (all {res.eligible} {what})"),
+            unusable=(f" {n_unusable} photo(s) gave no usable map (no crop, or an empty map): listed below."
+                      if n_unusable else ""),
+            files=f"{gal.png.name}, {gal.svg.name}",
+            tiles=[
+                {
+                    "uri": _jpeg_uri(Path(rec["overlay"])), "name": Path(str(rec["file"])).name,
+                    "fold": int(rec["fold"]), "on_face": bool(rec["on_face"]),
+                    "share": f"{float(rec['on_face_share']):.0%}",
+                    "p": f", P(GS) {float(rec['p_gs']):.2f}" if finite(rec.get("p_gs")) else "",
+                }
+                for rec in maps.to_dict("records")
+            ],
         )
-        tiles = []
-        for rec in maps.to_dict("records"):
-            share = float(rec["on_face_share"])
-            cls = "" if rec["on_face"] else ' class="off"'
-            p = f", P(GS) {float(rec['p_gs']):.2f}" if finite(rec.get("p_gs")) else ""
-            name = Path(str(rec["file"])).name
-            tiles.append(
-                f'<figure><img src="{_jpeg_uri(Path(rec["overlay"]))}" alt="Grad-CAM of {esc(name)}">'
-                f"<figcaption>{esc(name)} (fold {int(rec['fold'])})<br><span{cls}>on face {share:.0%}</span>"
-                f"{esc(p)}</figcaption></figure>"
-            )
-        parts.append('<div class="gallery">' + "".join(tiles) + "</div>")
-    else:
-        parts.append(f'<p class="notes">No Grad-CAM map could be computed for the {esc(what)}.</p>')
     if res.problems:
-        shown = res.problems[:20]
-        more = f" (first 20 of {len(res.problems)})" if len(res.problems) > 20 else ""
-        parts.append(
-            f'<details open><summary>Photos not shown{esc(more)}</summary><ul class="notes">'
-            + "".join(f"<li>{esc(p)}</li>" for p in shown) + "</ul></details>"
-        )
-    return "".join(parts)
-
-
-def _assemble(
-    run: RunData,
-    nums: ModelNumbers,
-    readers: Any,
-    saved: dict[str, F.SavedFigure],
-    grad_html: str,
-    gallery: str,
-    cover_eyes: bool,
-) -> str:
-    from gsscreen import __version__
-
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    h: list[str] = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>gsscreen study report: {esc(run.run_dir.name)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<header>",
-        "<h1>gsscreen study report</h1>",
-        f'<p class="meta">Run folder <code>{esc(run.run_dir.name)}</code> · generated {esc(now)} · '
-        f"gsscreen {esc(__version__)}</p>",
-        f'<p class="research">{esc(RESEARCH_LINE)}</p>',
-    ]
-    if run.synthetic_note:
-        h.append(
-            '<div class="synthetic" role="alert">SYNTHETIC COHORT: these results are not about real children.'
-            f"<small>{esc(_strip_prefix(run.synthetic_note, 'SYNTHETIC COHORT:'))}</small></div>"
-        )
-    h.append("</header>")
-    if run.problems:
-        h.append('<ul class="notes">' + "".join(f"<li>{esc(p)}</li>" for p in run.problems) + "</ul>")
-
-    h.append("<h2>1. Cohort</h2>")
-    h.append(_cohort_section(run))
-    h.append(_table1(run))
-
-    # Table 2.
-    h.append("<h2>2. Performance</h2>")
-    header = ["", *[METRIC_HEADERS[m] for m in METRICS]]
-    rows: list[list[str]] = [
-        ["Model (mean ± SD over folds)", *[mean_sd(nums.summary.get(m, {}).get("mean"),
-                                                   nums.summary.get(m, {}).get("sd")) for m in METRICS]],
-    ]
-    base = _baseline_row(run.metrics)
-    if base is not None:
-        rows.append(["Baseline: logistic regression on embeddings", *base])
-    t2 = table_html(header, rows, caption=f"Table 2. Model over {len(nums.per_fold)} test folds, each at its own "
-                    "threshold")
-    h.append(t2)
-    ci_txt = []
-    if nums.auc_ci_delong:
-        ci_txt.append(f"DeLong 95% CI {fmt(nums.auc_ci_delong[0])}–{fmt(nums.auc_ci_delong[1])}")
-    if nums.auc_ci_bootstrap:
-        ci_txt.append(f"bootstrap 95% CI {fmt(nums.auc_ci_bootstrap[0])}–{fmt(nums.auc_ci_bootstrap[1])}")
-    h.append(f"<p>Pooled AUC over all test photos: <strong>{fmt(nums.auc)}</strong>"
-             + (f" ({esc('; '.join(ci_txt))})" if ci_txt else "") + ".</p>")
-    base_part = run.metrics.get("baseline") if isinstance(run.metrics.get("baseline"), Mapping) else {}
-    base_roc = base_part.get("pooled_roc") if isinstance(base_part.get("pooled_roc"), Mapping) else None
-    vs = run.metrics.get("model_vs_baseline_delong")
-    if base_roc is not None and finite(base_roc.get("auc")):
-        line = f"Baseline pooled AUC: {fmt(base_roc['auc'])}"
-        if isinstance(vs, Mapping) and finite(vs.get("p_value")):
-            line += f"; DeLong test model vs baseline: p = {fmt_p(vs['p_value'])}"
-        h.append(f"<p>{esc(line)}.</p>")
-    if isinstance(base_part.get("description"), str):
-        h.append(f'<p class="meta">Baseline: {esc(base_part["description"])}.</p>')
-    if readers is not None:
-        h.append(readers.html)
-
-    h.append("<h3>ROC curve</h3>")
-    band = nums.band
-    cap = (f"Pooled ROC of the test predictions of all folds; shaded: {band.conf:.0%} bootstrap band of sensitivity "
-           f"at fixed specificities ({band.n_boot} stratified replicates, {nums.band_from}); dashed: chance.")
-    if readers is not None and readers.points:
-        cap += " Markers: physicians (circle junior, square senior)."
-    h.append(figure_html(saved["roc"], "ROC curve with confidence band", cap, width="620px"))
-
-    h.append("<h3>Per-fold results</h3>")
-    fold_rows = []
-    for m in nums.per_fold:
-        fold_rows.append([str(m["fold"]), str(m["n"]), fmt(m["threshold"]), *[fmt(m.get(k)) for k in METRICS],
-                          f"{m['tp']}/{m['fp']}/{m['tn']}/{m['fn']}"])
-    fold_rows.append(["mean ± SD", "", "", *[mean_sd(nums.summary.get(k, {}).get("mean"),
-                                                     nums.summary.get(k, {}).get("sd")) for k in METRICS], ""])
-    h.append('<div class="scroll">' + table_html(
-        ["Fold", "n", "Threshold", *[METRIC_HEADERS[m] for m in METRICS], "TP/FP/TN/FN"], fold_rows,
-        caption="Metrics per test fold (threshold chosen on the fold's validation subset)") + "</div>")
-    h.append(figure_html(saved["fold_metrics"], "Metrics per fold", "Each metric per fold (points) with the mean ± SD "
-                         "over folds (bar and error bar).", width="760px"))
-    h.append('<div class="figrow">')
-    h.append(figure_html(saved["roc_folds"], "ROC per fold", "ROC curve of each test fold.", width="480px"))
-    tn, fp, fn, tp = (int(v) for v in nums.confusion.ravel())
-    h.append(figure_html(saved["confusion"], "Confusion matrix",
-                         f"All test photos at their fold's threshold: TP {tp}, FP {fp}, TN {tn}, FN {fn}.",
-                         width="380px"))
-    h.append("</div>")
-
-    h.append("<h3>External controls</h3>")
-    h.append(_external_section(run.metrics, run.folds))
-
-    if gallery != "none":
-        h.append("<h2>3. Grad-CAM</h2>")
-        h.append(grad_html)
-
-    h.append("<h2>4. Configuration and software</h2>")
-    files = ", ".join(f"{s.name}.png / .svg" for s in saved.values())
-    h.append(f'<p class="meta">Figures saved under <code>report/figures/</code>: {esc(files)}.</p>')
-    h.append(_config_section(run))
-    h.append(f'<p class="meta">{esc(RESEARCH_LINE)}</p>')
-    h.append("</body></html>")
-    return "\n".join(h)
+        ctx["problems"] = res.problems[:20]
+        ctx["problems_more"] = f" (first 20 of {len(res.problems)})" if len(res.problems) > 20 else ""
+    return Section("gradcam", "Grad-CAM", "sections/gradcam.html.j2", ctx)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from gsscreen.report import figures as F
+from gsscreen.report.format import METRIC_HEADERS, Table, fmt, fmt_p, make_table
+from gsscreen.report.numbers import ModelNumbers
 from gsscreen.report.run import RunData, finite, match_photos, photo_key
-
-if TYPE_CHECKING:
-    from gsscreen.report.html import ModelNumbers
 
 READER_COLUMNS = ("reader", "role", "photo", "answer")
 POSITION_TEXT = {"above": "yes, above (better)", "below": "yes, below (worse)", "inside": "no (inside)"}
@@ -26,12 +25,12 @@ POSITION_TEXT = {"above": "yes, above (better)", "below": "yes, below (worse)", 
 
 @dataclass
 class ReaderComparison:
-    """``table``: one row per reader (see :func:`compare`); ``points``: their ROC points; ``html``: Table 2's
-    physician rows as a rendered table; ``problems``: answers that could not be used."""
+    """``table``: one row per reader (see :func:`compare`); ``points``: their ROC points; ``display``: Table 2's
+    physician rows as the report shows them; ``problems``: answers that could not be used."""
 
     table: pd.DataFrame
     points: list[F.ReaderPoint]
-    html: str = ""
+    display: Table | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -104,8 +103,6 @@ def compare(answers: pd.DataFrame, run: RunData, band: Any) -> tuple[pd.DataFram
 
 def reader_rows(readers_csv: Path, run: RunData, nums: ModelNumbers) -> ReaderComparison:
     """Read the readers CSV and compare every reader with the model (see :func:`compare`)."""
-    from gsscreen.report.html import METRIC_HEADERS, esc, fmt, fmt_p, table_html
-
     table, problems = compare(read_answers(readers_csv), run, nums.band)
     points = [
         F.ReaderPoint(str(r["reader"]), str(r.get("role", "")), 1.0 - float(r["specificity"]), float(r["sensitivity"]))
@@ -130,13 +127,13 @@ def reader_rows(readers_csv: Path, run: RunData, nums: ModelNumbers) -> ReaderCo
             fmt(r["specificity"]), fmt(r["precision"]), fmt(r["f1"]), band_txt, fmt_p(r.get("mcnemar_p")),
             delong_txt,
         ])
-    html = table_html(header, body, caption="Table 2 (continued). Physicians on the same test photos")
-    html += (
-        '<p class="meta">Band: the model\'s 95% bootstrap band of sensitivity, read at the physician\'s '
-        "specificity (above = better than the model). McNemar: the physician's calls against the model's calls "
-        "(each photo at its fold's threshold) on the photos the physician answered. DeLong: the physician's "
-        "answer + 1–5 confidence as a 10-level score against the model's P(GS), where confidences were given.</p>"
+    display = make_table(
+        "table2_physicians", header, body, caption="Table 2 (continued). Physicians on the same test photos",
+        notes=[
+            "Band: the model's 95% bootstrap band of sensitivity, read at the physician's specificity (above = "
+            "better than the model). McNemar: the physician's calls against the model's calls (each photo at its "
+            "fold's threshold) on the photos the physician answered. DeLong: the physician's answer + 1–5 "
+            "confidence as a 10-level score against the model's P(GS), where confidences were given."
+        ],
     )
-    if problems:
-        html += '<ul class="notes">' + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>"
-    return ReaderComparison(table=table, points=points, html=html, problems=problems)
+    return ReaderComparison(table=table, points=points, display=display, problems=problems)
