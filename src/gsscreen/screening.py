@@ -3,8 +3,11 @@
 - :class:`ScreeningModel` (from :func:`gsscreen.modelpack.load_model_pack`) holds the fold models of a pack;
   :meth:`ScreeningModel.screen` screens one in-memory ``(H, W, 3)`` uint8 RGB photo and returns a
   :class:`ScreenResult` (used by the web app); :meth:`ScreeningModel.screen_file` reads a path or bytes first.
-- :func:`screen_batch` screens many photos (folders and globs expand) into ``results.csv`` / ``results.json`` +
-  heatmap PNGs; one bad photo never stops the rest (its row says the problem).
+- :meth:`ScreeningModel.prepare` (decode, detect, align, quality: no torch) and
+  :meth:`ScreeningModel.screen_prepared` (the model on a batch) are the two halves of :meth:`ScreeningModel.screen`;
+  the batch pipeline (:mod:`gsscreen.screening_pipeline`) and the web app's batcher run them apart.
+- :func:`screen_batch` screens many photos (folders and globs expand) into ``results.csv`` / ``results.jsonl`` /
+  ``results.json`` + heatmap PNGs (streaming, batched, resumable); one bad photo never stops the rest.
 - :func:`resolve_model` finds the pack to use (``--model`` or the shipped demo model).
 
 The hot path (≤ 0.3 s per photo on a 2-core CPU for FaceNet with the heatmap): the photo is decoded at most
@@ -17,8 +20,8 @@ without autograd.
 
 from __future__ import annotations
 
+import copy
 import glob
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -191,16 +194,21 @@ class ScreeningModel:
         return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}, **self.decision.describe()}
 
     # --- tensors
-    def to_tensor(self, crop: np.ndarray) -> torch.Tensor:
-        """``(C, C, 3)`` uint8 crop → ``(1, 3, S, S)`` float32 0–1 (resized like the training data: PIL bilinear)."""
-        import torch
+    def model_input(self, crop: np.ndarray) -> np.ndarray:
+        """``(C, C, 3)`` uint8 crop → ``(S, S, 3)`` uint8 at the model's input size (PIL bilinear, like training)."""
         from PIL import Image
 
         if crop.shape[0] != self.input_size or crop.shape[1] != self.input_size:
             im = Image.fromarray(crop).resize((self.input_size, self.input_size), Image.Resampling.BILINEAR,
                                               reducing_gap=None)
             crop = np.asarray(im)
-        return torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
+        return np.array(crop, dtype=np.uint8)
+
+    def to_tensor(self, crop: np.ndarray) -> torch.Tensor:
+        """``(C, C, 3)`` uint8 crop → ``(1, 3, S, S)`` float32 0–1 (resized like the training data: PIL bilinear)."""
+        import torch
+
+        return torch.from_numpy(self.model_input(crop)).permute(2, 0, 1)[None].float().div_(255.0)
 
     def _run(self, model: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         body = model.body  # type: ignore[union-attr]
@@ -347,6 +355,17 @@ class ScreeningModel:
         ``age_months`` (optional, ≥ 0) enables the age-range flag. ``scale`` = original size / size of
         ``image_rgb`` (when the caller already reduced the photo), so face sizes are reported in original pixels.
         No face → a result with ``p_gs=None``, flag ``no_face`` and the reason in ``problem`` (not an exception).
+        Equal to :meth:`prepare` followed by :meth:`screen_prepared` on a batch of one.
+        """
+        prep = self.prepare(image_rgb, age_months=age_months, file=file, scale=scale)
+        return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap=heatmap)[0]
+
+    def prepare(self, image_rgb: np.ndarray, age_months: float | None = None, file: str | None = None,
+                scale: float = 1.0) -> PreparedPhoto | ScreenResult:
+        """Everything of :meth:`screen` before the model: reduce, detect, align, quality flags.
+
+        Returns a :class:`PreparedPhoto` (picklable, no torch: the batch pipeline runs this in worker processes on
+        :meth:`preprocessor`) or, when the photo cannot be screened, its final :class:`ScreenResult`.
         """
         import cv2
 
@@ -376,36 +395,58 @@ class ScreeningModel:
         except NoFaceError as exc:
             return self._empty(file, exc.reason, "no_face", t0)
         flags, messages, finfo = self._quality(face, factor, age_months)
-        x = self.to_tensor(face.image)
-        hm = ov = None
+        return PreparedPhoto(file=file, crop=face.image, model_input=self.model_input(face.image), flags=flags,
+                             flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0)
+
+    def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True) -> list[ScreenResult]:
+        """The model on a batch of prepared photos (one batched forward; one batched Grad-CAM pass when
+        ``heatmap``): one :class:`ScreenResult` each, in order. ``seconds`` = the photo's preparation time plus
+        its share of the batch."""
+        import torch
+
+        if not batch:
+            return []
+        t0 = time.perf_counter()
+        x = torch.from_numpy(np.stack([b.model_input for b in batch])).permute(0, 3, 1, 2).float().div_(255.0)
         if heatmap:
             p, maps, flat = self.explain_tensor(x)
-            hm = maps[:, 0].mean(axis=0)
+        else:
+            p, maps, flat = self.predict_tensor(x), None, None
+        share = (time.perf_counter() - t0) / len(batch)
+        return [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
+                             share) for i, b in enumerate(batch)]
+
+    def _finish(self, prep: PreparedPhoto, fold_p: np.ndarray, maps: np.ndarray | None, flat: np.ndarray | None,
+                seconds: float) -> ScreenResult:
+        # One photo's result from its per-fold P(GS) (K,) and, with a heatmap, its fold maps (K, S, S) + flat (K,).
+        t0 = time.perf_counter()
+        flags, messages = list(prep.flags), list(prep.flag_messages)
+        hm = ov = None
+        if maps is not None and flat is not None:
+            hm = maps.mean(axis=0)
             if hm.max() > 0:
                 hm = hm / hm.max()  # the mean of 0–1 maps, stretched so its peak is 1 for display
-            if flat[:, 0].all():
+            if flat.all():
                 flags.append("flat_heatmap")
                 messages.append(FLAG_TEXT["flat_heatmap"])
             from gsscreen.explain import overlay
 
-            ov = overlay(face.image, hm)
-        else:
-            p = self.predict_tensor(x)
-        fold_p = [float(v) for v in p[0]]
-        p_raw = float(np.mean(fold_p))
+            ov = overlay(prep.crop, hm)
+        fold_ps = [float(v) for v in fold_p]
+        p_raw = float(np.mean(fold_ps))
         p_gs = self.decision.probability(p_raw)
         suspected = p_gs >= self.threshold
         return ScreenResult(
-            file=file, p_gs=p_gs, suspected=suspected, call=CALL_GS if suspected else CALL_NO,
-            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_p, p_gs_raw=p_raw,
+            file=prep.file, p_gs=p_gs, suspected=suspected, call=CALL_GS if suspected else CALL_NO,
+            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, p_gs_raw=p_raw,
             operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, flags=flags,
-            flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0,
-            heatmap=hm.astype(np.float32) if hm is not None else None, overlay=ov, crop=face.image,
+            flag_messages=messages, face=prep.face, seconds=prep.seconds + seconds + time.perf_counter() - t0,
+            heatmap=hm.astype(np.float32) if hm is not None else None, overlay=ov, crop=prep.crop,
         )
 
-    def screen_file(self, src: str | Path | bytes, age_months: float | None = None, heatmap: bool = True,
-                    max_pixels: int | None = None) -> ScreenResult:
-        """Read a photo (path or bytes; decoded at most :data:`DECODE_MAX_SIDE` large) and :meth:`screen` it.
+    def prepare_file(self, src: str | Path | bytes, age_months: float | None = None,
+                     max_pixels: int | None = None) -> PreparedPhoto | ScreenResult:
+        """Read a photo (path or bytes; decoded at most :data:`DECODE_MAX_SIDE` large) and :meth:`prepare` it.
 
         An unreadable photo gives a result with flag ``unreadable`` and the reason in ``problem``.
         """
@@ -418,9 +459,44 @@ class ScreeningModel:
                                             max_pixels or DEFAULT_MAX_PIXELS)
         except ImageError as exc:
             return self._empty(name, exc.reason, "unreadable", t0)
-        res = self.screen(img, age_months=age_months, heatmap=heatmap, file=name, scale=factor)
-        res.seconds = time.perf_counter() - t0
-        return res
+        prep = self.prepare(img, age_months=age_months, file=name, scale=factor)
+        prep.seconds = time.perf_counter() - t0
+        return prep
+
+    def screen_file(self, src: str | Path | bytes, age_months: float | None = None, heatmap: bool = True,
+                    max_pixels: int | None = None) -> ScreenResult:
+        """Read a photo (path or bytes; decoded at most :data:`DECODE_MAX_SIDE` large) and :meth:`screen` it.
+
+        An unreadable photo gives a result with flag ``unreadable`` and the reason in ``problem``.
+        """
+        prep = self.prepare_file(src, age_months=age_months, max_pixels=max_pixels)
+        return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap=heatmap)[0]
+
+    def preprocessor(self) -> ScreeningModel:
+        """A copy without the networks, for :meth:`prepare` / :meth:`prepare_file` in worker processes (small to
+        pickle; unpickling it does not import torch)."""
+        light = copy.copy(self)
+        light.base = None  # type: ignore[assignment]
+        light.models = []
+        return light
+
+
+@dataclass
+class PreparedPhoto:
+    """A photo ready for the model (from :meth:`ScreeningModel.prepare`; picklable, no torch).
+
+    ``crop``: the aligned face ``(C, C, 3)`` uint8 RGB; ``model_input``: the crop at the model's input size
+    ``(S, S, 3)`` uint8; ``flags`` / ``flag_messages`` / ``face``: as in :class:`ScreenResult`; ``seconds``: time
+    spent so far.
+    """
+
+    file: str | None
+    crop: np.ndarray = field(repr=False)
+    model_input: np.ndarray = field(repr=False)
+    flags: list[str] = field(default_factory=list)
+    flag_messages: list[str] = field(default_factory=list)
+    face: dict[str, Any] | None = None
+    seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------------- model lookup
@@ -458,6 +534,8 @@ class ScreenConfig:
     heatmap: bool = True
     out_dir: str = "screening"
     quality: QualityConfig = field(default_factory=QualityConfig)
+    batch_size: int = 32  # photos per model batch (and per write of the result tables)
+    workers: int = 2  # processes that decode, detect and align; 0 = all in this process
 
 
 _GLOB_CHARS = set("*?[")
@@ -498,62 +576,17 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 RESULT_COLUMNS = ("file", "p_gs", "call", "threshold", "operating_point", "flags", "problem", "heatmap", "iod_px",
-                  "yaw", "roll_deg", "n_faces", "fold_p_gs", "seconds")
+                  "yaw", "roll_deg", "n_faces", "fold_p_gs")
 
 
 def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
-    """Screen every photo of ``cfg.inputs`` into ``cfg.out_dir``: ``results.csv``, ``results.json``,
-    ``heatmaps/<stem>_gradcam.png`` and ``config.json``. Returns the results table (one row per photo; a photo
-    that fails has ``problem`` set and no ``p_gs``)."""
-    import pandas as pd
-    from PIL import Image
+    """Screen every photo of ``cfg.inputs`` into ``cfg.out_dir``: ``results.csv``, ``results.jsonl`` (both appended
+    a batch at a time; a rerun resumes), ``results.json``, ``heatmaps/<stem>_gradcam.png`` and ``config.json``.
+    Returns the results table (one row per photo, in input order; a photo that fails has ``problem`` set and no
+    ``p_gs``). The work is done by :func:`gsscreen.screening_pipeline.run_screening`."""
+    from gsscreen.screening_pipeline import run_screening
 
-    from gsscreen.config import save_config
-    from gsscreen.explain import unique_stem
-
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.json")
-    files, bad_inputs = expand_inputs(cfg.inputs)
-    rows: list[dict[str, Any]] = [
-        {"file": e, "p_gs": None, "call": CALL_NONE, "threshold": model.threshold, "flags": "unreadable",
-         "problem": prob} for e, prob in bad_inputs
-    ]
-    details: list[dict[str, Any]] = []
-    used: set[str] = set()
-    it: Any = files
-    if progress and len(files) > 1:
-        from tqdm.auto import tqdm
-
-        it = tqdm(files, desc="screening", unit="photo")
-    for f in it:
-        try:
-            res = model.screen_file(f, age_months=cfg.age_months, heatmap=cfg.heatmap)
-        except Exception as exc:  # one photo never stops the batch: its row says what happened
-            res = model._empty(f, f"{type(exc).__name__}: {exc}", "unreadable", time.perf_counter())
-            res.seconds = 0.0
-        hm_path = ""
-        if res.overlay is not None:
-            hm_dir = out / "heatmaps"
-            hm_dir.mkdir(exist_ok=True)
-            p = hm_dir / f"{unique_stem(Path(f).stem or 'photo', used)}_gradcam.png"
-            Image.fromarray(res.overlay).save(p)
-            hm_path = str(p.relative_to(out))
-        face = res.face or {}
-        rows.append({
-            "file": f, "p_gs": res.p_gs, "call": res.call, "threshold": res.threshold,
-            "operating_point": res.operating_point, "flags": ";".join(res.flags),
-            "problem": res.problem or "", "heatmap": hm_path, "iod_px": face.get("iod_px"), "yaw": face.get("yaw"),
-            "roll_deg": face.get("roll_deg"), "n_faces": face.get("n_faces"),
-            "fold_p_gs": ";".join(f"{v:.4f}" for v in res.fold_p_gs), "seconds": round(res.seconds, 3),
-        })
-        details.append({**res.to_dict(), "heatmap": hm_path})
-    table = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    table.to_csv(out / "results.csv", index=False)
-    payload = {"model": model.summary(), "disclaimer": DISCLAIMER, "results": details,
-               "input_problems": [{"input": e, "problem": p} for e, p in bad_inputs]}
-    (out / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    return table
+    return run_screening(model, cfg, progress=progress)
 
 
 def format_table(table: pd.DataFrame, width: int = 40) -> str:
@@ -575,6 +608,7 @@ __all__ = [
     "DISCLAIMER",
     "FLAG_TEXT",
     "NO_MODEL",
+    "PreparedPhoto",
     "QualityConfig",
     "ScreenConfig",
     "ScreenResult",

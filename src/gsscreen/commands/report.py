@@ -27,6 +27,13 @@ def register(app: typer.Typer) -> None:
         ),
         gallery: str = typer.Option("gs", "--gallery", help="Grad-CAM gallery of: gs | all | none."),
         max_gallery: int = typer.Option(48, "--max-gallery", help="At most this many Grad-CAM maps (0 = all)."),
+        include_incomplete: bool = typer.Option(
+            False, "--include-incomplete-readers",
+            help="Also use physicians who answered under 90% of the photos in κ, group means and MRMC.",
+        ),
+        reader_group: str | None = typer.Option(
+            None, "--reader-group", help="Readers-CSV column that groups physicians (default: group/.../role)."
+        ),
     ) -> None:
         """Write the study report (tables, ROC with CI band, physicians, Grad-CAM) as one HTML file."""
         from gsscreen.report import build_report
@@ -43,6 +50,8 @@ def register(app: typer.Typer) -> None:
                 gallery=gallery,
                 max_gallery=max_gallery if max_gallery > 0 else None,
                 cohort_csv=cohort,
+                include_incomplete_readers=include_incomplete,
+                reader_group_column=reader_group,
             )
         except (RunFolderError, FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -98,22 +98,31 @@ def screen(
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
     operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
     prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
 ) -> None:
-    """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags."""
+    """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
+
+    Results are appended to results.csv / results.jsonl a batch at a time: rerun the same command (same -o) after
+    an interruption and it skips the photos already screened."""
     from gsscreen.screening import DISCLAIMER, ScreenConfig, format_table, screen_batch
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
     m = _load(model, operating_point, prevalence)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
-                       heatmap=not no_heatmap, out_dir=str(output), quality=m.quality)
+                       heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
+                       workers=workers)
     table = screen_batch(m, cfg, progress=True)
     d = m.decision
     typer.echo(f"model {m.model_id}: operating point {d.operating_point.name}, threshold {m.threshold:.4f}; P(GS) "
                + (("calibrated" + (f", adjusted to prevalence {d.prevalence:g}" if d.prevalence else
                                    f" at the training prevalence {d.train_prevalence:.3f}"))
                   if d.calibrated else "not calibrated (older model pack)"))
-    typer.echo(format_table(table))
+    shown = 200  # an archive run would flood the terminal: the full table is in results.csv
+    typer.echo(format_table(table.head(shown)))
+    if len(table) > shown:
+        typer.echo(f"… {len(table) - shown} more row(s) in {output}/results.csv")
     n_bad = int(table["p_gs"].isna().sum())
     typer.echo(f"\n{len(table) - n_bad} photo(s) screened, {n_bad} not screened; results in {output}/results.csv "
                f"and results.json" + ("" if no_heatmap else f", heatmaps in {output}/heatmaps/"))

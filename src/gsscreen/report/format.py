@@ -54,6 +54,12 @@ def fmt_p(p: Any) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p: Any) -> str:
+    """``"p = 0.042"`` / ``"p < 0.001"`` / ``"p –"`` for running text."""
+    t = fmt_p(p)
+    return f"p {t[0]} {t[1:]}" if t.startswith("<") else f"p = {t}"
+
+
 def mean_sd(mean: Any, sd: Any, nd: int = 3) -> str:
     """``"0.886 ± 0.021"`` (the SD left out when undefined, e.g. one fold)."""
     if not finite(mean):

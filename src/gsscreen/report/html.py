@@ -403,6 +403,8 @@ def build_report(
     cohort_csv: str | Path | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    include_incomplete_readers: bool = False,
+    reader_group_column: str | None = None,
 ) -> Path:
     """Write the study report of ``run_dir`` as one self-contained HTML file; returns its path.
 
@@ -418,6 +420,10 @@ def build_report(
         max_gallery: at most this many Grad-CAM maps (None = all).
         cohort_csv: the cohort table for Table 1 (default: found from config.json / next to the run).
         n_boot, seed: bootstrap replicates and seed when the band must be recomputed (metrics.json lacks it).
+        include_incomplete_readers: also use physicians who answered under 90% of the photos in the group
+            statistics (κ, group means, MRMC); by default they are flagged and left out.
+        reader_group_column: readers-CSV column that groups physicians (default: group / experience / seniority
+            / level / role, the first present).
     """
     if gallery not in GALLERY_CHOICES:
         raise ValueError(f"gallery must be one of {', '.join(GALLERY_CHOICES)}, got {gallery!r}")
@@ -431,7 +437,8 @@ def build_report(
     if readers_csv is not None:
         from gsscreen.report.readers import reader_rows
 
-        readers = reader_rows(Path(readers_csv), run, nums)
+        readers = reader_rows(Path(readers_csv), run, nums, include_incomplete=include_incomplete_readers,
+                              group_column=reader_group_column)
 
     # Figures.
     band = nums.band
@@ -449,6 +456,11 @@ def build_report(
     )
 
     sections = [cohort_section(run), performance_section(run, nums, readers, saved)]
+    if readers is not None and readers.study is not None:
+        from gsscreen.report.readers import study_context
+
+        sections.append(Section("readers", "Physicians as a group", "sections/readers.html.j2",
+                                study_context(readers, nums)))
     if gallery != "none":
         sections.append(gradcam_section(run, report_dir, fig_dir, gallery, max_gallery, cover_eyes))
     sections.append(config_section(run, saved))

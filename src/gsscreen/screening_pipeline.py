@@ -1,0 +1,360 @@
+"""``gsscreen screen`` at archive speed: a streaming, batched, parallel and resumable pipeline.
+
+Stages (the same per-photo steps as :meth:`ScreeningModel.screen_file`, so results are equal to the one-photo path)::
+
+    input order ─► worker processes: read + SHA-256, decode, detect, align, quality   (ScreeningModel.prepare_file)
+                ─► this process: the model on batches, batched Grad-CAM             (ScreeningModel.screen_prepared)
+                ─► results.jsonl + results.csv appended per batch (flush + fsync), heatmap PNGs
+
+- **Streaming**: at most ``2 × batch_size`` photos are in flight (submitted to the workers or waiting for their
+  batch), so memory does not grow with the number of photos.
+- **Deterministic batches**: batch *j* holds the photos with input positions ``[j·B, (j+1)·B)`` (those with a
+  face), so a resumed run feeds the model exactly the same batches as an uninterrupted one.
+- **Resumable**: every row of ``results.jsonl`` records the photo's SHA-256 and a hash of the settings that shape a
+  result (model, heatmap, age, quality thresholds). A rerun with the same output folder keeps the rows whose file,
+  content and settings still match, skips those photos (the workers hash a file before decoding it) and appends the
+  rest. Rows are written a batch at a time, JSON lines first, each file flushed and fsynced, so a SIGKILL loses at
+  most the batch in flight; a truncated last line is dropped and ``results.csv`` is rebuilt from the JSON lines
+  before anything is appended. If the kept rows are not a prefix of the inputs in order (inputs changed), the
+  tables are rewritten in input order at the end, so they equal an uninterrupted run's.
+- **Workers** are "spawn" processes that hold a network-free copy of the model (:meth:`ScreeningModel.preprocessor`,
+  no torch import) and exit by themselves when this process dies (they watch their parent). ``workers=0`` runs
+  everything in this process (the sequential path, used for comparisons and where processes cannot start).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gsscreen.screening import PreparedPhoto, ScreenConfig, ScreeningModel, ScreenResult
+
+RESULTS_CSV = "results.csv"
+RESULTS_JSONL = "results.jsonl"
+RESULTS_JSON = "results.json"
+#: ScreenConfig fields that do not change a result (left out of the settings hash that guards resumption).
+_NOT_IN_SETTINGS = ("inputs", "out_dir", "batch_size", "workers")
+
+
+def settings_hash(model: ScreeningModel, cfg: ScreenConfig) -> str:
+    """Hash (16 hex) of what shapes a row: the model id and every result-relevant field of ``cfg``."""
+    from gsscreen.config import to_dict
+
+    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_SETTINGS}
+    blob = json.dumps({"model": model.model_id, **d}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------ workers
+
+_PREP: dict[str, Any] = {}
+
+
+def _watch_parent(ppid: int) -> None:
+    # A SIGKILLed parent cannot tell its workers to stop, and a pool worker blocked on its task queue would wait
+    # forever (its siblings keep the queue's pipe open): poll the parent and leave when it is gone.
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != ppid:
+            os._exit(0)
+
+
+def _worker_init(light: ScreeningModel, done: dict[str, str], age: float | None, max_pixels: int | None,
+                 ppid: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # N single-threaded workers use N cores without oversubscribing them
+    _PREP.update(model=light, done=done, age=age, max_pixels=max_pixels)
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+
+
+def prepare_path(model: ScreeningModel, path: str, done: dict[str, str], age: float | None,
+                 max_pixels: int | None = None) -> tuple[str | None, PreparedPhoto | ScreenResult | None]:
+    """``(sha256, prepared photo or final result)`` of one file; ``(sha256, None)`` when ``done[path]`` already
+    holds that hash (nothing decoded). Never raises: a failure becomes a result naming the problem."""
+    t0 = time.perf_counter()
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None, model._empty(path, "file not found", "unreadable", t0)
+    except IsADirectoryError:
+        return None, model._empty(path, "is a folder, not an image file", "unreadable", t0)
+    except OSError as exc:
+        return None, model._empty(path, f"cannot read: {exc.strerror or exc}", "unreadable", t0)
+    sha = hashlib.sha256(data).hexdigest()
+    if done.get(path) == sha:
+        return sha, None
+    try:
+        if not data:
+            return sha, model._empty(path, "empty file (0 bytes)", "unreadable", t0)
+        prep = model.prepare_file(data, age_months=age, max_pixels=max_pixels)
+        prep.file = path
+    except Exception as exc:  # one photo never stops the batch: its row says what happened
+        prep = model._empty(path, f"{type(exc).__name__}: {exc}", "unreadable", t0)
+    prep.seconds = time.perf_counter() - t0
+    return sha, prep
+
+
+def _prepare_many(jobs: list[tuple[int, str]]) -> list[tuple[int, str | None, Any]]:
+    m = _PREP["model"]
+    return [(i, *prepare_path(m, p, _PREP["done"], _PREP["age"], _PREP["max_pixels"])) for i, p in jobs]
+
+
+# ------------------------------------------------------------------------------------------------ output files
+
+
+def _row(res: ScreenResult, heatmap: str) -> dict[str, Any]:
+    from gsscreen.screening import RESULT_COLUMNS
+
+    face = res.face or {}
+    row = {
+        "file": res.file, "p_gs": res.p_gs, "call": res.call, "threshold": res.threshold,
+        "operating_point": res.operating_point, "flags": ";".join(res.flags), "problem": res.problem or "",
+        "heatmap": heatmap,
+        "iod_px": face.get("iod_px"), "yaw": face.get("yaw"), "roll_deg": face.get("roll_deg"),
+        "n_faces": face.get("n_faces"), "fold_p_gs": ";".join(f"{v:.4f}" for v in res.fold_p_gs),
+    }
+    return {k: row.get(k) for k in RESULT_COLUMNS}
+
+
+def _csv_text(rows: list[dict[str, Any]], header: bool = False) -> str:
+    from gsscreen.screening import RESULT_COLUMNS
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
+    if header:
+        w.writeheader()
+    w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
+    return buf.getvalue()
+
+
+def _append(path: Path, text: str) -> None:
+    # One write per batch, flushed and fsynced: after a crash the file ends at a batch boundary or inside the last
+    # line (which the reader drops), never with a row that looks complete but is not.
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The complete records of a ``results.jsonl`` (a truncated or corrupt line ends the reading)."""
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                return
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                return
+            if not isinstance(rec, dict) or "row" not in rec:
+                return
+            yield rec
+
+
+class _Writer:
+    """The output folder: resumable ``results.jsonl`` + ``results.csv``, heatmap PNGs."""
+
+    def __init__(self, out: Path, settings: str, inputs: list[str]) -> None:
+        self.out, self.settings = out, settings
+        self.jsonl, self.csv = out / RESULTS_JSONL, out / RESULTS_CSV
+        self.done: dict[str, str] = {}  # file -> sha256 of rows kept from an earlier run
+        self.kept: list[str] = []  # their files, in the order of the tables
+        self.used: set[str] = set()  # heatmap stems taken
+        wanted = set(inputs)
+        tmp_j, tmp_c = self.jsonl.with_suffix(".jsonl.tmp"), self.csv.with_suffix(".csv.tmp")
+        # Rebuild both tables from the trusted JSON lines (streaming: one record at a time).
+        with open(tmp_j, "w", encoding="utf-8") as fj, open(tmp_c, "w", encoding="utf-8", newline="") as fc:
+            fc.write(_csv_text([], header=True))
+            for rec in read_records(self.jsonl):
+                f = rec["row"].get("file")
+                if rec.get("settings") != settings or f not in wanted or f in self.done:
+                    continue
+                if rec.get("sha256") is None:  # a photo that could not be read: try it again
+                    continue
+                self.done[f] = rec["sha256"]
+                self.kept.append(f)
+                hm = rec["row"].get("heatmap") or ""
+                if hm:
+                    self.used.add(Path(hm).name.removesuffix("_gradcam.png"))
+                fj.write(json.dumps(rec, default=str) + "\n")
+                fc.write(_csv_text([rec["row"]]))
+            for fh in (fj, fc):
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp_j, self.jsonl)
+        os.replace(tmp_c, self.csv)
+        self.n_new = 0
+        self.in_order = True  # the tables are (so far) in input order
+        self._next_kept = 0
+
+    def skipped(self, file: str) -> None:
+        """``file`` was found done; track whether the tables still follow the input order."""
+        if self.n_new or self._next_kept >= len(self.kept) or self.kept[self._next_kept] != file:
+            self.in_order = False
+        self._next_kept += 1
+
+    def heatmap(self, res: ScreenResult) -> str:
+        from PIL import Image
+
+        from gsscreen.explain import unique_stem
+
+        if res.overlay is None:
+            return ""
+        d = self.out / "heatmaps"
+        d.mkdir(exist_ok=True)
+        p = d / f"{unique_stem(Path(res.file or 'photo').stem or 'photo', self.used)}_gradcam.png"
+        tmp = p.with_name(p.name + ".tmp")
+        Image.fromarray(res.overlay).save(tmp, format="PNG")
+        os.replace(tmp, p)
+        return str(p.relative_to(self.out))
+
+    def write(self, items: list[tuple[ScreenResult, str | None]]) -> None:
+        recs = []
+        for res, sha in items:
+            row = _row(res, self.heatmap(res))
+            recs.append({"row": row, "sha256": sha, "settings": self.settings, "result": {**res.to_dict(),
+                                                                                          "heatmap": row["heatmap"]}})
+        _append(self.jsonl, "".join(json.dumps(r, default=str) + "\n" for r in recs))
+        _append(self.csv, _csv_text([r["row"] for r in recs]))
+        self.n_new += len(recs)
+
+    def finish(self, inputs: list[str]) -> None:
+        """Rewrite the tables in input order when resumption left them otherwise (inputs changed)."""
+        if self.in_order and self._next_kept == len(self.kept):
+            return
+        latest = {r["row"]["file"]: r for r in read_records(self.jsonl)}
+        tmp_j, tmp_c = self.jsonl.with_suffix(".jsonl.tmp"), self.csv.with_suffix(".csv.tmp")
+        with open(tmp_j, "w", encoding="utf-8") as fj, open(tmp_c, "w", encoding="utf-8", newline="") as fc:
+            fc.write(_csv_text([], header=True))
+            for f in inputs:
+                if f in latest:
+                    fj.write(json.dumps(latest[f], default=str) + "\n")
+                    fc.write(_csv_text([latest[f]["row"]]))
+        os.replace(tmp_j, self.jsonl)
+        os.replace(tmp_c, self.csv)
+
+    def write_json(self, model: ScreeningModel, bad_inputs: list[tuple[str, str]]) -> None:
+        """``results.json``: the model, the disclaimer and every result (streamed from the JSON lines)."""
+        from gsscreen.screening import DISCLAIMER
+
+        tmp = self.out / (RESULTS_JSON + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write('{\n"model": ' + json.dumps(model.summary(), default=str) + ',\n"disclaimer": '
+                     + json.dumps(DISCLAIMER) + ',\n"input_problems": '
+                     + json.dumps([{"input": e, "problem": p} for e, p in bad_inputs]) + ',\n"results": [\n')
+            for k, rec in enumerate(read_records(self.jsonl)):
+                fh.write((",\n" if k else "") + json.dumps(rec["result"], default=str))
+            fh.write("\n]\n}\n")
+        os.replace(tmp, self.out / RESULTS_JSON)
+
+
+# ------------------------------------------------------------------------------------------------ the pipeline
+
+
+def _prepared_stream(model: ScreeningModel, files: list[str], done: dict[str, str], cfg: ScreenConfig,
+                     window: int) -> Iterator[tuple[int, str | None, Any]]:
+    """``(index, sha256, prepared or result or None)`` for every file, in input order, at most ``window`` ahead."""
+    workers = max(0, int(cfg.workers))
+    if workers == 0 or len(files) < 2:
+        for i, f in enumerate(files):
+            yield (i, *prepare_path(model, f, done, cfg.age_months))
+        return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    chunk = 4  # photos per task: small next to a batch, large enough to amortise the inter-process traffic
+    ex = ProcessPoolExecutor(min(workers, len(files)), mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(model.preprocessor(), done, cfg.age_months, None, os.getpid()))
+    try:
+        pending: set[Any] = set()
+        ready: dict[int, tuple[int, str | None, Any]] = {}
+        nxt_submit = nxt_yield = 0
+        while nxt_yield < len(files):
+            while nxt_submit < len(files) and nxt_submit - nxt_yield < window:
+                jobs = [(i, files[i]) for i in range(nxt_submit, min(nxt_submit + chunk, len(files)))]
+                pending.add(ex.submit(_prepare_many, jobs))
+                nxt_submit += len(jobs)
+            while nxt_yield in ready:
+                yield ready.pop(nxt_yield)
+                nxt_yield += 1
+                if nxt_submit < len(files) and nxt_submit - nxt_yield < window - chunk:
+                    break  # top the workers up before handing out more
+            if nxt_yield >= len(files) or nxt_yield in ready:
+                continue
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                for item in fut.result():
+                    ready[item[0]] = item
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
+    """Screen every photo of ``cfg.inputs`` into ``cfg.out_dir`` (see the module docstring) and return the table
+    of ``results.csv``: one row per photo, in input order; a photo that fails has ``problem`` set, no ``p_gs``."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from gsscreen.config import save_config
+    from gsscreen.screening import CALL_NONE, ScreenResult, expand_inputs
+
+    if int(cfg.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.json")
+    files, bad_inputs = expand_inputs(cfg.inputs)
+    settings = settings_hash(model, cfg)
+    bad_names = [e for e, _ in bad_inputs]
+    writer = _Writer(out, settings, bad_names + files)
+    if bad_inputs:  # inputs that name nothing: rows first, as before (redone every run: no content to hash)
+        writer.write([(ScreenResult(file=e, p_gs=None, suspected=None, call=CALL_NONE, threshold=model.threshold,
+                                    model_id=model.model_id, flags=["unreadable"], problem=p), None)
+                      for e, p in bad_inputs])
+        writer.in_order = False
+    b = int(cfg.batch_size)
+    bar = tqdm(total=len(files), desc="screening", unit="photo", disable=not progress or len(files) < 2,
+               smoothing=0.05)
+    block: list[tuple[int, str | None, Any]] = []
+
+    def flush() -> None:
+        prepared = [(k, item) for k, (_, _, item) in enumerate(block) if item is not None and
+                    not isinstance(item, ScreenResult)]
+        results = dict(zip([k for k, _ in prepared],
+                           model.screen_prepared([p for _, p in prepared], heatmap=cfg.heatmap), strict=True))
+        items = []
+        for k, (_, sha, item) in enumerate(block):
+            if item is None:
+                writer.skipped(files[block[k][0]])
+                continue
+            items.append((results.get(k, item), sha))
+        if items:
+            writer.write(items)
+        bar.update(len(block))
+        block.clear()
+
+    for item in _prepared_stream(model, files, writer.done, cfg, window=2 * b):
+        block.append(item)
+        if item[0] % b == b - 1 or item[0] == len(files) - 1:  # batch j = input positions [j·b, (j+1)·b)
+            flush()
+    bar.close()
+    writer.finish(bad_names + files)
+    writer.write_json(model, bad_inputs)
+    return pd.read_csv(out / RESULTS_CSV, keep_default_na=True)
+
+
+__all__ = ["RESULTS_CSV", "RESULTS_JSONL", "prepare_path", "read_records", "run_screening", "settings_hash"]
