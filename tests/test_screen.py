@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -17,6 +16,8 @@ from gsscreen.modelpack import ExportConfig, export_model_pack, load_model_pack
 from gsscreen.screening import (
     CALL_GS,
     CALL_NO,
+    CALL_NONE,
+    FLAG_TEXT,
     NO_MODEL,
     ScreenConfig,
     ScreeningModel,
@@ -78,32 +79,24 @@ def test_ensemble_cam_equals_per_fold_grad_cam(model: ScreeningModel) -> None:
 def test_quality_flags_from_photos(model: ScreeningModel, astronaut: np.ndarray, grace_hopper: np.ndarray) -> None:
     small = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
     r = model.screen(small)
-    assert "small_face" in r.flags and r.face["iod_px"] < 40
-    assert any("eyes are" in m for m in r.flag_messages)
+    assert "face_too_small" in r.reasons and r.face["iod_px"] < model.quality.min_iod_px
+    assert r.outcome == "inconclusive" and r.suspected is None and r.p_gs is not None  # P(GS) shown, no call
+    assert any("too small" in m for m in r.flag_messages)
     h, w = astronaut.shape[:2]
-    rot = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((w / 2, h / 2), 28, 1.0), (w, h),
+    rot = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((w / 2, h / 2), 40, 1.0), (w, h),
                          borderMode=cv2.BORDER_REPLICATE)
     r = model.screen(rot)
-    assert "head_tilted" in r.flags and abs(r.face["roll_deg"]) > 15
+    assert "head_tilted" in r.reasons and abs(r.face["roll_deg"]) > model.quality.max_roll_deg
     gh = cv2.resize(grace_hopper, (int(grace_hopper.shape[1] * h / grace_hopper.shape[0]), h))
     r = model.screen(np.concatenate([astronaut, gh], axis=1))
-    assert "several_faces" in r.flags and r.face["n_faces"] >= 2
+    assert r.face["n_faces"] >= 2 and len(r.faces) == r.face["n_faces"] and r.faces[0]["scored"]
 
 
-def test_yaw_and_age_flags(model: ScreeningModel) -> None:
-    lm = np.array([[100, 100], [160, 100], [130, 135], [108, 165], [152, 165]], dtype=np.float32)
-    face = SimpleNamespace(source_landmarks=lm, n_faces=1, flags=[], box=(60, 40, 200, 220), score=0.99)
-    flags, _, info = model._quality(face, 1.0, None)
-    assert flags == [] and info["yaw"] == pytest.approx(0.0)
-    turned = SimpleNamespace(**{**face.__dict__, "source_landmarks": lm + np.array([[0, 0], [0, 0], [18, 0],
-                                                                                    [0, 0], [0, 0]])})
-    flags, msgs, info = model._quality(turned, 1.0, None)
-    assert flags == ["head_turned"] and info["yaw"] == pytest.approx(0.3)
-    flags, msgs, _ = model._quality(face, 1.0, 200.0)
-    assert flags == ["outside_age_range"] and "12–120" in msgs[0]
-    assert model._quality(face, 1.0, 60.0)[0] == []
-    # a scale factor (photo reduced before detection) reports the eye distance in original pixels
-    assert model._quality(face, 4.0, None)[2]["iod_px"] == pytest.approx(240.0)
+def test_age_flags(model: ScreeningModel) -> None:
+    assert model._age_flags(None) == []
+    (flag, kw), = model._age_flags(200.0)
+    assert flag == "outside_age_range" and "12–120" in FLAG_TEXT[flag].format(**kw)
+    assert model._age_flags(60.0) == []
 
 
 def test_unknown_age_range(pack_path: Path, astronaut: np.ndarray) -> None:
@@ -128,7 +121,8 @@ def test_big_photo_reports_original_pixels(model: ScreeningModel, astronaut: np.
 
 def test_no_face_and_unreadable_are_results(model: ScreeningModel, tmp_path: Path) -> None:
     r = model.screen(np.full((200, 200, 3), 128, np.uint8))
-    assert not r.ok and r.flags == ["no_face"] and "no face found" in r.problem and r.call == "not screened"
+    assert not r.ok and r.flags == ["no_face"] and "no face found" in r.problem
+    assert r.call == CALL_NONE and r.outcome == "inconclusive"
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     r = model.screen_file(bad)

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from gsscreen.errors import GsscreenError
+from gsscreen.groups import NEAR_DUPLICATE_SEP
 
 GS = "GS"
 CONTROL = "control"
@@ -723,7 +724,7 @@ def load_cohort(
 
     sha: list[str | None] = [None] * n
     ph: list[int | None] = [None] * n
-    # near_dup[j] = image of the row that row j looks like (a leak between folds unless both share a subset).
+    # near_dup[j] = images of the rows that row j looks like (a leak between folds unless all share a subset).
     near_dup: list[str | None] = [None] * n
     if check_images:
         _check_images(resolved, files, first_at, labels, table, add, sha, ph, near_duplicate_distance, rows, progress,
@@ -801,8 +802,8 @@ def _check_images(
         if subjects[i] == subjects[j] or sha[i] == sha[j]:
             continue
         note = "" if labels[i] == labels[j] else f"; labels differ ({labels[i]} vs {labels[j]})"
-        if near_dup[j] is None:
-            near_dup[j] = resolved[i]
+        # Every partner is kept (not just the first), so a chain A ~ C ~ B ends in one split group.
+        near_dup[j] = resolved[i] if near_dup[j] is None else f"{near_dup[j]}{NEAR_DUPLICATE_SEP}{resolved[i]}"
         add(j, "near_duplicate",
             f"looks like line {rows[i]} ({written[i]}), subject {subjects[i]!r} vs {subjects[j]!r}: "
             f"perceptual-hash distance {d}/192{note}; keep both in one fold or drop one")

@@ -100,6 +100,12 @@ class ExportConfig:
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
+def _quality_limits() -> Any:
+    from gsscreen.faces.quality import QualityLimits
+
+    return QualityLimits()
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -316,6 +322,9 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "threshold_method": method,
         "alignment": {k: list(v) if isinstance(v, tuple) else v for k, v in align_cfg.key_fields().items()},
         "trained_on_aligned_crops": bool(study_cfg.get("align", True)),
+        # The quality gate's limits screening applies with this model (gsscreen.faces.quality; measured by
+        # benchmarks/bench_quality.py): a call is made only on a face within them.
+        "quality": _quality_limits().to_dict(),
         "age_range_months": list(age_range) if age_range else None,
         "cohort": {k: metrics.get(k) for k in ("n_photos", "n_gs", "n_control", "n_failures")},
         "cv_metrics": {k: {"mean": v.get("mean"), "sd": v.get("sd")} for k, v in summary.items()

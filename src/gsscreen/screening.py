@@ -35,9 +35,19 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-CALL_GS = "GS suspected — refer for genetic evaluation"
-CALL_NO = "no GS signal"
-CALL_NONE = "not screened"
+from gsscreen.faces.quality import (
+    INCONCLUSIVE,
+    NOTE_TEXT,
+    OUTCOME_TEXT,
+    REASON_TEXT,
+    QualityLimits,
+    assess_quality,
+    outcome_of,
+)
+
+CALL_GS = OUTCOME_TEXT["refer"]
+CALL_NO = OUTCOME_TEXT["no_signal"]
+CALL_NONE = OUTCOME_TEXT[INCONCLUSIVE]
 NO_MODEL = "no model given and no demo model installed: train one with `gsscreen study` and `gsscreen export`"
 #: photos are decoded (and in-memory photos reduced) to at most this long side before screening, px
 DECODE_MAX_SIDE = 1600
@@ -45,45 +55,34 @@ DECODE_MAX_SIDE = 1600
 DETECT_MAX_SIDE = 640
 DISCLAIMER = "Research tool, not a medical device: the result is not a diagnosis."
 
-#: Quality flags: code -> what a clinician reads (``{}`` fields are filled per photo).
+#: Flags: code -> what a clinician reads. The quality gate's reasons and notes (gsscreen.faces.quality) plus the
+#: model-property flags (``{}`` fields are filled per photo).
 FLAG_TEXT = {
-    "unreadable": "the photo could not be read",
-    "no_face": "no face found",
-    "several_faces": "several faces in the photo: the largest, most confident one was screened",
-    "small_face": "small face: the eyes are {iod:.0f} px apart in the photo (below {min_iod:.0f} px)",
-    "head_turned": "head turned to one side (nose offset {yaw:+.2f} of the eye distance; limit ±{max_yaw:.2f})",
-    "head_tilted": "head tilted by {roll:+.0f}° (limit ±{max_roll:.0f}°)",
-    "rotated_photo": "the photo is rotated: the face was found only after turning it by {rot}°",
+    **REASON_TEXT,
+    **NOTE_TEXT,
     "outside_age_range": "age {age:g} months is outside the training cohort's range ({lo:g}–{hi:g} months)",
     "age_range_unknown": "age range of training cohort unknown",
     "flat_heatmap": "the heatmap carries no information for this photo",
 }
-
-
-@dataclass
-class QualityConfig:
-    """Thresholds of the photo-quality flags (closed eyes and open mouth are not detected).
-
-    Attributes:
-        min_iod_px: flag ``small_face`` when the inter-ocular distance in the original photo is below this, px.
-        max_yaw: flag ``head_turned`` when the nose tip's offset from the eye midpoint, along the eye line, exceeds
-            this fraction of the inter-ocular distance (≈ 0 in a frontal face; ~0.2 ≈ 15–20° of yaw).
-        max_roll_deg: flag ``head_tilted`` when the eye line is more than this many degrees off horizontal.
-    """
-
-    min_iod_px: float = 40.0
-    max_yaw: float = 0.20
-    max_roll_deg: float = 15.0
+#: the former name of the quality limits (kept so older code and saved configs still read)
+QualityConfig = QualityLimits
 
 
 @dataclass
 class ScreenResult:
     """The screening of one photo.
 
-    ``p_gs`` is the ensemble's P(GS) in 0–1 (None when the photo could not be screened, see ``problem``);
-    ``suspected`` is ``p_gs >= threshold``. P(GS) is calibrated when the pack carries a calibration map
-    (``p_gs_raw``: the ensemble's raw mean) and adjusted to ``prevalence`` when one was given; ``threshold`` is that
-    of ``operating_point``, on the same scale (see :mod:`gsscreen.decision`).
+    ``outcome`` is the call: ``"refer"``, ``"no_signal"`` or ``"inconclusive"`` (codes of
+    :data:`gsscreen.faces.quality.OUTCOMES`; ``call`` is its text). A call is made only when the quality gate finds
+    the face usable; otherwise the outcome is inconclusive with the gate's ``reasons`` (codes of
+    :data:`gsscreen.faces.quality.REASON_TEXT`), even when P(GS) could be computed. ``p_gs`` is the ensemble's
+    P(GS) in 0–1 (None when no face was scored, see ``problem``); ``suspected`` is ``p_gs >= threshold`` when a
+    call was made, else None. ``faces``: every face found, ``{"box": [x0, y0, x1, y1] original px, "score",
+    "scored": bool}``, the scored one first; ``quality``: the gate's measures.
+    P(GS) is calibrated when the pack carries a calibration map (``p_gs_raw``: the ensemble's raw mean) and adjusted
+    to ``prevalence`` when one was given; ``threshold`` is that of ``operating_point``, on the same scale (see
+    :mod:`gsscreen.decision`).
+
     Arrays (not in :meth:`to_dict`): ``heatmap`` ``(S, S)`` float32 0–1 at
     the model's input size, ``overlay`` and ``crop`` ``(C, C, 3)`` uint8 RGB at the alignment's crop size.
     ``face``: ``box`` (x0, y0, x1, y1 original px), ``iod_px``, ``yaw`` (nose offset / IOD), ``roll_deg``,
@@ -100,6 +99,11 @@ class ScreenResult:
     p_gs_raw: float | None = None
     operating_point: str = ""
     prevalence: float | None = None
+    outcome: str = INCONCLUSIVE
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     flag_messages: list[str] = field(default_factory=list)
     problem: str | None = None
@@ -138,7 +142,7 @@ class ScreeningModel:
     """
 
     def __init__(self, info: dict[str, Any], base: nn.Module, models: list[nn.Module], card: str = "",
-                 path: Path | None = None, quality: QualityConfig | None = None) -> None:
+                 path: Path | None = None, quality: QualityLimits | None = None) -> None:
         from gsscreen.faces.align import AlignConfig
 
         self.info = info
@@ -146,7 +150,8 @@ class ScreeningModel:
         self.models = models
         self.card = card
         self.path = path
-        self.quality = quality or QualityConfig()
+        # The pack's own limits (older packs have none: the defaults, measured on the shipped model, apply).
+        self.quality = quality or QualityLimits.from_dict(info.get("quality"))
         self.set_decision()
         self.input_size = int(info["input_size"])
         self.tta_flip = bool(info.get("tta_flip", True))
@@ -306,31 +311,11 @@ class ScreeningModel:
         return p, np.stack([r.maps for r in res]), np.stack([r.flat for r in res])
 
     # --- photos
-    def _quality(self, face: Any, factor: float, age_months: float | None) -> tuple[list[str], list[str], dict]:
-        q = self.quality
-        lm = np.asarray(face.source_landmarks, dtype=np.float64)
-        d = lm[1] - lm[0]
-        iod_small = float(np.hypot(*d))
-        iod = iod_small * factor
-        u = d / max(iod_small, 1e-9)
-        yaw = float(np.dot(lm[2] - (lm[0] + lm[1]) / 2.0, u) / max(iod_small, 1e-9))
-        roll = float(np.degrees(np.arctan2(d[1], d[0])))
-        flags: list[tuple[str, dict[str, Any]]] = []
-        if face.n_faces > 1:
-            flags.append(("several_faces", {}))
-        if iod < q.min_iod_px:
-            flags.append(("small_face", {"iod": iod, "min_iod": q.min_iod_px}))
-        if abs(yaw) > q.max_yaw:
-            flags.append(("head_turned", {"yaw": yaw, "max_yaw": q.max_yaw}))
-        if abs(roll) > q.max_roll_deg:
-            flags.append(("head_tilted", {"roll": roll, "max_roll": q.max_roll_deg}))
-        rot = [f.split("_", 1)[1] for f in face.flags if f.startswith("rotated_")]
-        if rot:
-            flags.append(("rotated_photo", {"rot": rot[0]}))
-        flags += self._age_flags(age_months)
-        info = {"box": [float(v) * factor for v in face.box], "iod_px": round(iod, 1), "yaw": round(yaw, 3),
-                "roll_deg": round(roll, 1), "n_faces": int(face.n_faces), "detector_score": round(float(face.score), 4)}
-        return [f for f, _ in flags], [FLAG_TEXT[f].format(**kw) for f, kw in flags], info
+    def _face_info(self, face: Any, measures: dict[str, Any], factor: float) -> dict[str, Any]:
+        m = measures
+        return {"box": [float(v) * factor for v in face.box], "iod_px": m["iod_px"], "yaw": m["yaw"],
+                "roll_deg": m["roll_deg"], "n_faces": int(face.n_faces), "detector_score": m["detector_score"],
+                "sharpness": m["sharpness"], "rotation_deg": m["rotation_deg"]}
 
     def _age_flags(self, age_months: float | None) -> list[tuple[str, dict[str, Any]]]:
         if age_months is None:
@@ -345,8 +330,8 @@ class ScreeningModel:
     def _empty(self, file: str | None, problem: str, flag: str, t0: float) -> ScreenResult:
         return ScreenResult(file=file, p_gs=None, suspected=None, call=CALL_NONE, threshold=self.threshold,
                             model_id=self.model_id, operating_point=self.decision.operating_point.name,
-                            flags=[flag], flag_messages=[FLAG_TEXT[flag]], problem=problem,
-                            seconds=time.perf_counter() - t0)
+                            outcome=INCONCLUSIVE, reasons=[flag], flags=[flag],
+                            flag_messages=[FLAG_TEXT[flag]], problem=problem, seconds=time.perf_counter() - t0)
 
     def screen(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
                file: str | None = None, scale: float = 1.0) -> ScreenResult:
@@ -391,12 +376,23 @@ class ScreeningModel:
             except NoFaceError:
                 if max(img.shape[:2]) <= self.detect_config.max_side or self.detect_config == self.align_config:
                     raise
-                face = align_face(img, self.align_config)  # a small face in a big photo: search at full size
+                # A small face in a big photo: search at full size, plainly (the retries, for faces that fill the
+                # frame or are turned, were done at the small size; at 4x the pixels they would cost 4x the work).
+                face = align_face(img, replace(self.align_config, retry=False))
         except NoFaceError as exc:
             return self._empty(file, exc.reason, "no_face", t0)
-        flags, messages, finfo = self._quality(face, factor, age_months)
+        verdict = assess_quality(img, face, self.quality, scale=factor)
+        finfo = self._face_info(face, verdict.measures, factor)
+        age = self._age_flags(age_months)
+        flags = [*verdict.reasons, *verdict.notes, *(f for f, _ in age)]
+        messages = verdict.messages + [FLAG_TEXT[f].format(**kw) for f, kw in age]
+        faces = [{"box": finfo["box"], "score": finfo["detector_score"], "scored": True}]
+        faces += [{"box": [float(v) * factor for v in o["box"]], "score": round(float(o["score"]), 4), "scored": False}
+                  for o in face.other_faces]
         return PreparedPhoto(file=file, crop=face.image, model_input=self.model_input(face.image), flags=flags,
-                             flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0)
+                             flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0,
+                             usable=verdict.usable, reasons=list(verdict.reasons), notes=list(verdict.notes),
+                             faces=faces, quality=verdict.measures)
 
     def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True) -> list[ScreenResult]:
         """The model on a batch of prepared photos (one batched forward; one batched Grad-CAM pass when
@@ -435,11 +431,15 @@ class ScreeningModel:
         fold_ps = [float(v) for v in fold_p]
         p_raw = float(np.mean(fold_ps))
         p_gs = self.decision.probability(p_raw)
-        suspected = p_gs >= self.threshold
+        # No call on an unusable face: P(GS) is still reported, but the outcome is inconclusive.
+        outcome = outcome_of(prep.usable, p_gs, self.threshold)
+        suspected = None if outcome == INCONCLUSIVE else outcome == "refer"
         return ScreenResult(
-            file=prep.file, p_gs=p_gs, suspected=suspected, call=CALL_GS if suspected else CALL_NO,
+            file=prep.file, p_gs=p_gs, suspected=suspected, call=OUTCOME_TEXT[outcome],
             threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, p_gs_raw=p_raw,
-            operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, flags=flags,
+            operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, outcome=outcome,
+            reasons=list(prep.reasons), notes=list(prep.notes), faces=list(prep.faces), quality=dict(prep.quality),
+            flags=flags,
             flag_messages=messages, face=prep.face, seconds=prep.seconds + seconds + time.perf_counter() - t0,
             heatmap=hm.astype(np.float32) if hm is not None else None, overlay=ov, crop=prep.crop,
         )
@@ -450,15 +450,18 @@ class ScreeningModel:
 
         An unreadable photo gives a result with flag ``unreadable`` and the reason in ``problem``.
         """
+        from gsscreen.faces.align import UnsuitablePhotoError, check_photo_shape
         from gsscreen.faces.io import DEFAULT_MAX_PIXELS, ImageError, load_image_scaled
 
         t0 = time.perf_counter()
         name = None if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
-        try:
+        try:  # a sliver or strip is refused from its header, before decoding (bounded work, issue #11)
             img, factor = load_image_scaled(src, self.decode_max_side,
-                                            max_pixels or DEFAULT_MAX_PIXELS)
+                                            max_pixels or DEFAULT_MAX_PIXELS, check_shape=check_photo_shape)
         except ImageError as exc:
             return self._empty(name, exc.reason, "unreadable", t0)
+        except UnsuitablePhotoError as exc:
+            return self._empty(name, exc.reason, "no_face", t0)
         prep = self.prepare(img, age_months=age_months, file=name, scale=factor)
         prep.seconds = time.perf_counter() - t0
         return prep
@@ -486,8 +489,8 @@ class PreparedPhoto:
     """A photo ready for the model (from :meth:`ScreeningModel.prepare`; picklable, no torch).
 
     ``crop``: the aligned face ``(C, C, 3)`` uint8 RGB; ``model_input``: the crop at the model's input size
-    ``(S, S, 3)`` uint8; ``flags`` / ``flag_messages`` / ``face``: as in :class:`ScreenResult`; ``seconds``: time
-    spent so far.
+    ``(S, S, 3)`` uint8; ``flags`` / ``flag_messages`` / ``face`` / ``reasons`` / ``notes`` / ``faces`` /
+    ``quality``: as in :class:`ScreenResult`; ``usable``: the quality gate's verdict; ``seconds``: time spent so far.
     """
 
     file: str | None
@@ -497,6 +500,11 @@ class PreparedPhoto:
     flag_messages: list[str] = field(default_factory=list)
     face: dict[str, Any] | None = None
     seconds: float = 0.0
+    usable: bool = False
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------------- model lookup
@@ -533,7 +541,7 @@ class ScreenConfig:
     age_months: float | None = None
     heatmap: bool = True
     out_dir: str = "screening"
-    quality: QualityConfig = field(default_factory=QualityConfig)
+    quality: QualityLimits = field(default_factory=QualityLimits)
     batch_size: int = 32  # photos per model batch (and per write of the result tables)
     workers: int = 2  # processes that decode, detect and align; 0 = all in this process
 
@@ -575,8 +583,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return out, problems
 
 
-RESULT_COLUMNS = ("file", "p_gs", "call", "threshold", "operating_point", "flags", "problem", "heatmap", "iod_px",
-                  "yaw", "roll_deg", "n_faces", "fold_p_gs")
+RESULT_COLUMNS = ("file", "p_gs", "outcome", "call", "reasons", "threshold", "operating_point", "flags", "problem",
+                  "heatmap", "iod_px", "yaw", "roll_deg", "n_faces", "fold_p_gs")
 
 
 def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
@@ -610,6 +618,7 @@ __all__ = [
     "NO_MODEL",
     "PreparedPhoto",
     "QualityConfig",
+    "QualityLimits",
     "ScreenConfig",
     "ScreenResult",
     "ScreeningModel",

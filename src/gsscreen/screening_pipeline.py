@@ -119,9 +119,9 @@ def _row(res: ScreenResult, heatmap: str) -> dict[str, Any]:
 
     face = res.face or {}
     row = {
-        "file": res.file, "p_gs": res.p_gs, "call": res.call, "threshold": res.threshold,
-        "operating_point": res.operating_point, "flags": ";".join(res.flags), "problem": res.problem or "",
-        "heatmap": heatmap,
+        "file": res.file, "p_gs": res.p_gs, "outcome": res.outcome, "call": res.call,
+        "reasons": ";".join(res.reasons), "threshold": res.threshold, "operating_point": res.operating_point,
+        "flags": ";".join(res.flags), "problem": res.problem or "", "heatmap": heatmap,
         "iod_px": face.get("iod_px"), "yaw": face.get("yaw"), "roll_deg": face.get("roll_deg"),
         "n_faces": face.get("n_faces"), "fold_p_gs": ";".join(f"{v:.4f}" for v in res.fold_p_gs),
     }

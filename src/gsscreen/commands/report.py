@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
             None, "--cohort", help="Cohort CSV for Table 1 (default: found from the run's config / folder)."
         ),
         cover_eyes: bool = typer.Option(
-            False, "--cover-eyes", help="Cover the eyes with a grey bar in every exported face picture."
+            True, "--cover-eyes/--no-cover-eyes",
+            help="Cover the eyes with a grey bar in every face picture of the report (default: on).",
         ),
         gallery: str = typer.Option("gs", "--gallery", help="Grad-CAM gallery of: gs | all | none."),
         max_gallery: int = typer.Option(48, "--max-gallery", help="At most this many Grad-CAM maps (0 = all)."),

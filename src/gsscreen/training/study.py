@@ -353,10 +353,19 @@ def _run(
     rf.atomic_write_csv(run_dir / "failures.csv", fail_df)
     log.info("%d photos usable, %d failure(s) (see failures.csv)", len(table), len(fail_df))
 
-    # --- splits
+    # --- splits (subjects, identical bytes, near-duplicate chains and likely-same-child clusters kept together)
+    from gsscreen.identity import leakage_audit, study_grouping
+    from gsscreen.training.splits import split_groups
+
+    g = cfg.grouping
+    table, id_emb, grouping = study_grouping(table, crops, keys, g.likely_same_child, g.threshold, g.audit)
     table = assign_subsets(table, cfg.folds, cfg.seed)
     splits = pd.DataFrame({"photo": table["image"], "subject": table["subject_id"], "label": table["label"],
-                           "subset": table["subset"]})
+                           "subset": table["subset"], "group": split_groups(table).to_numpy()})
+    if id_emb is not None:
+        audit = leakage_audit(id_emb, table["subset"].to_numpy(), cfg.folds)
+        splits["nearest_train_cosine"] = np.round(audit.pop("nearest_train_cosine"), 4)
+        grouping["leakage_audit"] = audit
     rf.atomic_write_csv(run_dir / "splits.csv", splits)
     log.info("subsets (photos per class):\n%s", split_summary(table).to_string())
     y = (table["label"] == "GS").to_numpy(dtype=np.int64)
@@ -447,6 +456,7 @@ def _run(
         "fold_details": [{k: r[k] for k in ("fold", "epochs_run", "best_epoch", "best_val", "threshold")}
                          for r in results],
     }
+    metrics["grouping"] = grouping
     metrics["model"] = _summaries(results, preds["label"].eq("GS").to_numpy(int), preds["p_gs"].to_numpy(), cfg)
 
     # --- baseline: logistic regression on frozen embeddings, same splits and threshold rule

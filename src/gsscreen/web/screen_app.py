@@ -15,6 +15,9 @@ Design points:
   (pixel count from the header) → 413.
 - **Bound to 127.0.0.1 by default**; on any other interface a token is required (``Authorization: Bearer``,
   compared with :func:`hmac.compare_digest`).
+- **No cross-site use** (:mod:`gsscreen.web.security`, middleware around the whole app): Host allow-list, Origin /
+  ``Sec-Fetch-Site`` checks, no simple-request content types on the API, a CSRF token in the HTML form. Every
+  request that reaches a screening endpoint leaves an audit row, refused (401, 403, 415, 421…) or failed (500).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+
+from gsscreen.web.security import CSRF_FIELD, CsrfToken, Refusal, SitePolicy, allowed_hosts_for, install_guard
 
 if TYPE_CHECKING:
     from gsscreen.screening import ScreeningModel, ScreenResult
@@ -92,6 +97,7 @@ class ScreenAppConfig:
         max_upload_mb: largest accepted photo, MB (larger → 413).
         max_pixels: largest accepted pixel count, read from the header before decoding (larger → 413).
         heatmap: compute the Grad-CAM heatmap by default.
+        allowed_hosts: host names (besides localhost and IP addresses) the app may be reached under.
     """
 
     model: str | None = None
@@ -102,6 +108,7 @@ class ScreenAppConfig:
     max_upload_mb: float = 20.0
     max_pixels: int = 40_000_000
     heatmap: bool = True
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -343,7 +350,7 @@ class ScreenResponse(BaseModel):
 
     p_gs: float = Field(description="P(GS): the ensemble's calibrated probability of a genetic syndrome, 0–1, at "
                         "the training prevalence (or the one the server was started with)")
-    suspected: bool = Field(description="p_gs >= threshold")
+    suspected: bool | None = Field(description="p_gs >= threshold when a call was made; null when inconclusive")
     call: str = Field(description="'GS suspected — refer for genetic evaluation' or 'no GS signal'")
     threshold: float = Field(description="the model's decision threshold (chosen on validation data)")
     model_id: str
@@ -420,6 +427,15 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     app.state.audit = audit
     app.state.model = model
     app.state.cfg = cfg
+    csrf = CsrfToken()
+    app.state.csrf = csrf
+
+    def audit_refusal(method: str, path: str, refusal: Refusal) -> None:
+        if is_screening_path(path):  # refused at the boundary, before the endpoint: still one audit row
+            audit.record(channel="api" if path.startswith("/api/") else "web", sha256=None, n_bytes=None,
+                         model_id=model.model_id, status=refusal.status, problem=f"{refusal.code}: {refusal.detail}")
+
+    install_guard(app, SitePolicy(allowed_hosts=allowed_hosts_for(cfg.host, cfg.allowed_hosts)), audit_refusal)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
@@ -462,6 +478,13 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         err.audited = True
         raise err
 
+    def internal_error(exc: Exception, channel: str, data: bytes | None) -> UploadError:
+        log.error("screening request failed", exc_info=exc)
+        err = UploadError(500, "internal_error", f"internal error while screening ({type(exc).__name__}); "
+                          "the photo was not screened and the failure is in the server log")
+        refuse(err, channel, data)
+        return err
+
     def refuse(exc: UploadError, channel: str, data: bytes | None = None) -> None:
         # Refusals before screening are audited too (without a hash when no photo was read).
         if exc.audited:
@@ -469,6 +492,7 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         audit.record(channel=channel, sha256=hashlib.sha256(data).hexdigest() if data else None,
                      n_bytes=len(data) if data is not None else None, model_id=model.model_id, status=exc.status,
                      problem=exc.detail)
+        exc.audited = True
 
     # --- JSON API
     @app.post("/api/screen", response_model=ScreenResponse, responses=_ERRORS, openapi_extra=_UPLOAD_SCHEMA,
@@ -478,16 +502,19 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         body; get P(GS), the call, quality flags and (unless `heatmap=false`) the Grad-CAM overlay as a base64 PNG.
         Requires `Authorization: Bearer <token>` when the server was started with a token."""
         heatmap = cfg.heatmap if heatmap is None else heatmap
-        if not authorised(request):
-            return _json_error(UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)"))
         data = None
         try:
+            if not authorised(request):
+                raise UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)")
             data, fields = await extract_photo(request, cfg)
             age = _age(fields.get("age_months")) if age_months is None else _age(age_months)
             res, sha = await screen_bytes(data, age, heatmap, "api")
         except UploadError as exc:
             refuse(exc, "api", data)
             return _json_error(exc)
+        except Exception as exc:  # a bug must still leave an audit row and a JSON answer (issue #11)
+            err = internal_error(exc, "api", data)
+            return _json_error(err)
         body = {**res.to_dict(), "photo_sha256": sha,
                 "heatmap_png_base64": _png_b64(res.overlay) if res.overlay is not None else None}
         return ScreenResponse.model_validate(body)
@@ -518,7 +545,8 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         from gsscreen.web.result_page import render_index
 
         return HTMLResponse(render_index(model, language(request), token_field=bool(cfg.token),
-                                         max_mb=cfg.max_upload_mb, max_photos=MAX_PHOTOS))
+                                         max_mb=cfg.max_upload_mb, max_photos=MAX_PHOTOS,
+                                         form_extra=csrf.hidden_field()))
 
     @app.get("/model-card", response_class=HTMLResponse, include_in_schema=False)
     async def model_card(request: Request) -> HTMLResponse:
@@ -546,6 +574,9 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         try:
             photos, fields = await extract_photos(request, cfg)
             lang = language(request, fields)
+            if not csrf.valid(fields.get(CSRF_FIELD)):
+                raise UploadError(403, "csrf", "the form's security token is missing or out of date: reload the "
+                                  "page and send the photo again")
             if not authorised(request, fields.get("token")):
                 raise UploadError(401, "unauthorized", "missing or wrong API token")
             age = _age(fields.get("age_months"))
@@ -559,10 +590,11 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
                 check_photo(data, cfg)
                 res, _sha = await screen_bytes(data, age, heatmap, "web")
                 items.append(photo_result(name, res, data))
-            except UploadError as exc:
-                refuse(exc, "web", data)
-                items.append(photo_result(name, None, None, exc.code))
-                last_error = exc
+            except Exception as exc:  # refusals and bugs alike leave an audit row and a plain row on the page
+                err = exc if isinstance(exc, UploadError) else internal_error(exc, "web", data)
+                refuse(err, "web", data)
+                items.append(photo_result(name, None, None, err.code))
+                last_error = err
         if len(items) == 1 and last_error is not None:
             return HTMLResponse(render_error(model, lang, last_error.code), status_code=last_error.status)
         return HTMLResponse(render_results(items, model, lang))
@@ -572,6 +604,11 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         return _json_error(exc)
 
     return app
+
+
+def is_screening_path(path: str) -> bool:
+    """True for the endpoints that screen a photo (each request to them leaves an audit row)."""
+    return path == "/screen" or path.startswith(("/screen/", "/api/screen"))
 
 
 def _json_error(exc: UploadError) -> JSONResponse:
