@@ -598,14 +598,19 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
 
 
 def format_table(table: pd.DataFrame, width: int = 40) -> str:
-    """The results as a plain-text table for the terminal."""
-    lines = [f"{'photo':<{width}}  {'P(GS)':>6}  {'call':<43}  flags / problem"]
+    """The results as a plain-text table for the terminal: reasons in words (see :mod:`gsscreen.plain`)."""
+    from gsscreen.plain import plain_flags, plain_problem
+
+    lines = [f"{'photo':<{width}}  {'P(GS)':>6}  {'call':<43}  reasons / notes"]
     for r in table.to_dict("records"):
         name = Path(str(r["file"])).name
         name = name if len(name) <= width else "…" + name[-(width - 1):]
         p = r["p_gs"]
         ptxt = f"{p:6.3f}" if isinstance(p, float) and not math.isnan(p) else "     —"
-        extra = "; ".join(x for x in (str(r.get("flags") or ""), str(r.get("problem") or "")) if x and x != "nan")
+        said = plain_flags(r.get("flags"))
+        prob = plain_problem(r.get("problem"))
+        why = [prob[:1].upper() + prob[1:] + "."] if prob and "unreadable" in str(r.get("flags")) else []
+        extra = " ".join([*said, *why])
         lines.append(f"{name:<{width}}  {ptxt}  {r['call']:<43}  {extra}")
     return "\n".join(lines)
 
