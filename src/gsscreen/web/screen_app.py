@@ -442,7 +442,9 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         resp = await call_next(request)
         resp.headers["Content-Security-Policy"] = CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with the page's own form
+        # POST, which the cross-site guard (rightly) refuses; other sites still get no referrer.
+        resp.headers["Referrer-Policy"] = "same-origin"
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
