@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gsscreen.errors import GsscreenError
+from gsscreen.errors import GsscreenError, describe_image_error
 from gsscreen.groups import NEAR_DUPLICATE_SEP
 
 GS = "GS"
@@ -503,12 +503,10 @@ def fingerprint_file(path: str | Path, perceptual: bool = True) -> Fingerprint:
                 thumb = _thumbnail(im)
             phash = perceptual_hash(thumb.astype(np.uint8))
             phash_mirror = perceptual_hash(thumb.astype(np.uint8), mirror=True)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        return Fingerprint(digest, None, None, "unreadable_image", f"not a readable image: {p} ({exc})")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
+            EOFError) as exc:
         # Truncated or corrupt data surfaces as any of these depending on the format's decoder.
-        return Fingerprint(digest, None, None, "unreadable_image",
-                           f"corrupt image: {p} ({type(exc).__name__}: {exc})")
+        return Fingerprint(digest, None, None, "unreadable_image", f"{p}: {describe_image_error(exc)}")
     return Fingerprint(digest, phash, phash_mirror)
 
 
@@ -874,6 +872,56 @@ def cohort_from_folders(
                 records.append(rec)
     cols = ["image", "label", *(["syndrome"] if syndrome_from_folder else [])]
     return pd.DataFrame.from_records(records, columns=cols)
+
+
+def folder_groups(
+    root: str | Path, gs: Sequence[str] = (), control: Sequence[str] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """Which sub-folders of ``root`` hold GS and which hold control photos: as named, or inferred.
+
+    Nothing is assumed about a user's folders: with both ``gs`` and ``control`` given they are used as they are.
+    Otherwise ``root`` must hold exactly two sub-folders with images, and the missing side is inferred: the folder
+    not named on the command line, or, when none is named, the one whose name is a control word (``healthy``,
+    ``control``, ``normal``, ... see :data:`LABEL_SYNONYMS`; the other is GS) or a GS word (``syndrome``, ``case``).
+
+    Returns ``(gs, control, note)``: ``note`` says what was inferred (None when nothing was).
+
+    Raises:
+        CohortError: ``root`` is missing, or the layout does not say which folder is which (the message lists the
+            sub-folders and says how to name them).
+    """
+    gs, control = tuple(gs), tuple(control)
+    if gs and control:
+        return gs, control, None
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise CohortError(f"folder not found: {base}")
+    subs = sorted(p.name for p in base.iterdir() if p.is_dir() and find_images(p))
+    how = "name them with --gs FOLDER --control FOLDER"
+    if len(subs) != 2:
+        raise CohortError(f"{base}: cannot tell which sub-folders hold GS and which hold control photos (found "
+                          f"{len(subs)} with images: {', '.join(subs) or 'none'}); {how}")
+    if gs or control:
+        given = gs or control
+        rest = tuple(s for s in subs if s not in given)
+        if len(rest) != 1:
+            raise CohortError(f"{base}: {', '.join(given)} is not one of its two sub-folders "
+                              f"({', '.join(subs)}); {how}")
+        gs, control = (gs, rest) if gs else (rest, control)
+    else:
+        kinds = [normalise_label(s) for s in subs]
+        if kinds.count(CONTROL) == 1 and kinds.count(GS) != 2:
+            c = subs[kinds.index(CONTROL)]
+            gs, control = tuple(s for s in subs if s != c), (c,)
+        elif kinds.count(GS) == 1 and kinds.count(CONTROL) == 0:
+            g = subs[kinds.index(GS)]
+            gs, control = (g,), tuple(s for s in subs if s != g)
+        else:
+            raise CohortError(f"{base}: cannot tell which of its sub-folders {subs[0]!r} and {subs[1]!r} holds GS "
+                              f"photos and which holds controls; {how}")
+    note = (f"inferred from the two sub-folders of {base}: --gs {' --gs '.join(gs)} "
+            f"--control {' --control '.join(control)}")
+    return gs, control, note
 
 
 def write_cohort_csv(table: pd.DataFrame, path: str | Path) -> Path:

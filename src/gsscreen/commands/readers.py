@@ -10,7 +10,7 @@ readers_app = typer.Typer(
     help=(
         "Reader study: physicians see each photo for a fixed time and call 'genetic syndrome' or not.\n\n"
         "`gsscreen readers serve COHORT.csv` runs the study in the browser; "
-        "`gsscreen readers export --db readers.sqlite -o readers.csv` writes the answers for the evaluation."
+        "`gsscreen readers export -o readers.csv` writes the answers for the evaluation."
     ),
     no_args_is_help=True,
 )
@@ -18,7 +18,8 @@ readers_app = typer.Typer(
 
 @readers_app.command("serve")
 def serve_cmd(
-    cohort: Path = typer.Argument(..., help="Cohort CSV with columns image (relative to the CSV or absolute), label."),
+    cohort: Path = typer.Argument(..., metavar="COHORT",
+        help="Cohort CSV with columns image (relative to the CSV or absolute), label."),
     db: Path = typer.Option(Path("readers.sqlite"), "--db", help="SQLite file the answers are written to."),
     seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="Display time of each photo, in seconds."),
     confidence: bool = typer.Option(
@@ -37,13 +38,14 @@ def serve_cmd(
         )
         serve(cfg)
     except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        from gsscreen.errors import GsscreenError
+
+        raise GsscreenError(str(exc)) from exc
 
 
 @readers_app.command("export")
 def export_cmd(
-    db: Path = typer.Option(..., "--db", help="The reader-study SQLite file."),
+    db: Path = typer.Option(Path("readers.sqlite"), "--db", help="The reader-study SQLite file (as given to serve)."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV to write (reader, role, photo, answer, ...)."),
 ) -> None:
     """Write every answer as a CSV row: reader, role, photo, answer, confidence, seconds, answered_at, views."""
@@ -52,8 +54,9 @@ def export_cmd(
     try:
         n = export_answers(db, output)
     except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        from gsscreen.errors import GsscreenError
+
+        raise GsscreenError(str(exc)) from exc
     typer.echo(f"{n} answers written to {output}")
 
 

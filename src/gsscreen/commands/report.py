@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        run_dir: Path = typer.Argument(..., help="Run folder written by `gsscreen study`."),
+        run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder written by `gsscreen study`."),
         out: Path | None = typer.Option(
             None, "-o", "--out", help="HTML file to write (default: RUN_DIR/report/report.html)."
         ),

@@ -26,7 +26,18 @@ _PREV_HELP = ("Share of children with a genetic syndrome among those you screen 
               "from the training prevalence to this one (the call does not change).")
 
 
-def _load(model: Path | None, operating_point: str | None = None, prevalence: float | None = None):
+def _trusted(paths: list[Path] | None) -> list | None:
+    from gsscreen.packsign import load_public_key
+
+    return [load_public_key(p) for p in paths] if paths else None
+
+
+TRUSTED_KEY_HELP = ("Ed25519 public key (PEM) the model pack must be signed with; repeat for several. The shipped "
+                    "demo pack is always checked against its own key.")
+
+
+def _load(model: Path | None, trusted_key: list[Path] | None = None, operating_point: str | None = None,
+          prevalence: float | None = None):  # -> ScreeningModel
     from gsscreen.decision import DecisionError
     from gsscreen.modelpack import ModelPackError, load_model_pack
     from gsscreen.screening import resolve_model
@@ -40,7 +51,7 @@ def _load(model: Path | None, operating_point: str | None = None, prevalence: fl
         typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
                     "demonstration, not a medical device)", err=True, fg="yellow")
     try:
-        m = load_model_pack(path)
+        m = load_model_pack(path, _trusted(trusted_key))
         if operating_point is not None or prevalence is not None:
             m.set_decision(operating_point, prevalence)
         return m
@@ -50,7 +61,7 @@ def _load(model: Path | None, operating_point: str | None = None, prevalence: fl
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="A finished `gsscreen study` run folder."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished `gsscreen study` run folder."),
     output: str = typer.Option(..., "-o", "--output", help="model.gss (a zip) or DIR/ (a folder)."),
     folds: str = typer.Option("all", help="all: ensemble of every fold model; best: the best fold on validation."),
     threshold_rule: str = typer.Option(
@@ -63,6 +74,7 @@ def export(
     demo: bool = typer.Option(False, help="Write the demo model's card (Down syndrome only, not a medical device)."),
     operating_point: str = typer.Option("screening", help="Default operating point of the pack: screening "
                                         "(validation sensitivity ≥ 0.95) or balanced (Youden)."),
+    sign: Path | None = typer.Option(None, "--sign", help="Sign the pack with this Ed25519 private key (PEM)."),
 ) -> None:
     """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
     from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, read_model_pack
@@ -72,13 +84,19 @@ def export(
                        description=description, operating_point=operating_point)
     try:
         out = export_model_pack(run_dir, output, cfg)
+        signer = None
+        if sign is not None:
+            from gsscreen.packsign import sign_model_pack
+
+            signer = sign_model_pack(out, sign)
         info = read_model_pack(out).info
     except (ModelPackError, FileNotFoundError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
     size = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
     typer.echo(f"wrote {out} ({size / 1e6:.1f} MB): {info['backbone']}, {info['n_folds']} fold model(s), "
-               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})")
+               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})"
+               + (f"; signed with key {signer}" if signer else ""))
     cal = info.get("calibration")
     if cal:
         ops = ", ".join(f"{k} {v['threshold']:.3f} (validation sensitivity {v['sensitivity']:.2f}, specificity "
@@ -91,7 +109,8 @@ def export(
 
 
 def screen(
-    photos: list[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
+    photos: list[str] = typer.Argument(..., metavar="PHOTO",
+        help="Photos, folders (searched recursively) or glob patterns."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
@@ -100,6 +119,7 @@ def screen(
     prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
 
@@ -109,7 +129,7 @@ def screen(
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
-    m = _load(model, operating_point, prevalence)
+    m = _load(model, trusted_key, operating_point, prevalence)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
                        workers=workers)
@@ -139,18 +159,21 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
     operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
     prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="A host name the app may be reached under "
+                                         "(besides localhost and IP addresses); repeat for several."),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
 
     cfg = ScreenAppConfig(model=str(model) if model else None, host=host, port=port, token=token,
-                          audit_db=str(audit_db), max_upload_mb=max_upload_mb)
+                          audit_db=str(audit_db), max_upload_mb=max_upload_mb, allowed_hosts=tuple(allow_host))
     try:
         check_bind(cfg)
     except ValueError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
-    m = _load(model, operating_point, prevalence)
+    m = _load(model, trusted_key, operating_point, prevalence)
     serve_app(cfg, m)
 
 

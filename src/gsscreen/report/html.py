@@ -496,6 +496,7 @@ def build_report(
         run_name=run.run_dir.name,
         version=_version(),
         synthetic_note=_strip_prefix(run.synthetic_note, "SYNTHETIC COHORT:") if run.synthetic_note else "",
+        random_init_note=str(run.metrics.get("random_init_note") or ""),  # trained without its pretrained weights
         problems=list(run.problems),
     )
     return out_path

@@ -95,11 +95,16 @@ class FineTuneConfig:
         head_epochs: epochs of stage 1 (head only).
         unfreeze_stages: body stages trained in stage 2 (0 = none, -1 = all).
         body_lr_factor: learning-rate multiplier of the body stages in stage 2.
+        update_batchnorm: let the BatchNorm layers of trained *pretrained* body stages re-estimate their
+            statistics from training batches. False (default) keeps the imported statistics: VGG-Face's BNs are
+            exact identities carrying the original conv biases, and batch statistics of a small cohort would turn
+            the network into something else at the first step. A random-init body always learns its own.
     """
 
     head_epochs: int = 5
     unfreeze_stages: int = 0
     body_lr_factor: float = 0.1
+    update_batchnorm: bool = False
 
 
 @dataclass
@@ -164,8 +169,11 @@ class StudyConfig:
     Attributes:
         backbone: registered backbone name (``gsscreen weights list``); ``facenet`` by default, ``vgg16`` in the
             paper, ``tiny`` for tests.
-        pretrained: load the backbone's offline pretrained weights (when missing the study warns and continues
-            from random init; ``versions.json`` records which).
+        pretrained: load the backbone's offline pretrained weights. When they are missing the study stops with
+            an error, unless ``allow_random_init``; ``metrics.json`` records whether they loaded
+            (``pretrained_loaded``).
+        allow_random_init: go on from random init when ``pretrained`` weights are missing (a warning on the
+            console, ``pretrained = false`` in ``config.json``, and the report's header says so).
         folds: number of cross-validation folds; each fold tests one subset, validates on the next, trains on the
             rest (5 → train:val:test = 3:1:1 as in the paper).
         seed: seeds the split, augmentation, sampling, dropout and initialisation; same seed → same results.
@@ -192,6 +200,7 @@ class StudyConfig:
 
     backbone: str = "facenet"
     pretrained: bool = True
+    allow_random_init: bool = False
     folds: int = 5
     seed: int = 0
     image_size: int | None = None

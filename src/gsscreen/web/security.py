@@ -7,7 +7,8 @@ site whose DNS name later resolves to 127.0.0.1 (DNS rebinding) becomes *same-or
 - **Host allow-list** (every request): the ``Host`` header must be an IP literal, ``localhost`` or a configured
   name; a rebinding attacker's domain is refused (421).
 - **Cross-site writes** (POST, PUT, PATCH, DELETE): refused (403) when the browser says ``Sec-Fetch-Site`` is
-  anything but ``same-origin`` / ``none``, or sends an ``Origin`` other than the app's own (``null`` included).
+  anything but ``same-origin`` / ``none``, or sends an ``Origin`` other than the app's own (``null`` included,
+  unless ``Sec-Fetch-Site`` vouches for it: a no-referrer page's own form posts say ``Origin: null``).
   Non-browser clients (curl, hospital systems) send neither header and pass.
 - **No simple requests on the API** (paths under ``/api/``): ``text/plain``, ``application/x-www-form-urlencoded``
   and a missing ``Content-Type`` are refused (415); a browser can send those cross-origin without a CORS preflight.
@@ -110,7 +111,10 @@ class SitePolicy:
             return Refusal(403, "cross_site", f"cross-site request refused (Sec-Fetch-Site: {site}): only pages "
                            "of this app may send it")
         origin = headers.get("origin")
-        if origin is not None and not self._same_origin(origin, host or ""):
+        # A page with Referrer-Policy no-referrer (ours) sends "Origin: null" on its own form posts; when the
+        # browser also vouches "Sec-Fetch-Site: same-origin" (page scripts cannot set it) that null is ours.
+        vouched = site is not None and origin is not None and origin.strip().lower() == "null"
+        if origin is not None and not vouched and not self._same_origin(origin, host or ""):
             return Refusal(403, "cross_origin", f"request from another origin ({origin}) refused: only pages "
                            "of this app may send it")
         if any(path.startswith(p) for p in self.api_prefixes):
