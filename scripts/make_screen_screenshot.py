@@ -1,7 +1,7 @@
 """Screenshots of the screening app in headless Chromium → ``docs/``:
 
 - ``screen_result.png``: a clear result (the astronaut portrait);
-- ``screen_inconclusive.png``: an inconclusive result (the same portrait shrunk to a thumbnail: face too small);
+- ``screen_inconclusive.png``: an inconclusive result (the same portrait shrunk to a 96-px thumbnail);
 - ``screen_batch.png``: several photos in one upload (results table, CSV download; one photo of two people);
 - ``screen_print.png``: the print layout (date, model id, the clinician's reference);
 - ``screen_zh.png``: the result page in Chinese (zh-CN).
@@ -38,7 +38,7 @@ def photos(tmp: Path) -> dict[str, Path]:
     pair = np.concatenate([np.asarray(Image.fromarray(a).resize((round(a.shape[1] * h / a.shape[0]), h))),
                            np.asarray(Image.fromarray(g).resize((round(g.shape[1] * h / g.shape[0]), h)))], axis=1)
     out = {"astronaut.jpg": a, "grace_hopper.jpg": g, "two_people.jpg": pair,
-           "astronaut_thumbnail.jpg": np.asarray(Image.fromarray(a).resize((40, 40), Image.Resampling.LANCZOS))}
+           "astronaut_thumbnail.jpg": np.asarray(Image.fromarray(a).resize((96, 96), Image.Resampling.LANCZOS))}
     paths = {}
     for name, img in out.items():
         paths[name] = tmp / name

@@ -95,17 +95,16 @@ def test_prevalence_moves_probability_and_threshold_but_not_the_call(pack: Path)
 
 
 def test_old_single_threshold_pack_still_loads(pack: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    from gsscreen.packsign import write_pack_members
+
     with zipfile.ZipFile(pack) as z:
-        members = {n: z.read(n) for n in z.namelist() if n != "reliability.png"}
+        members = {n: z.read(n) for n in z.namelist() if n not in ("reliability.png", "manifest.json")}
     info = json.loads(members["model.json"])
     for k in ("calibration", "operating_points", "default_operating_point", "threshold_scale"):
         info.pop(k)
     info.update(format_version=1, threshold=0.5)
     members["model.json"] = json.dumps(info).encode()
-    old = tmp_path / "old.gss"
-    with zipfile.ZipFile(old, "w") as z:
-        for n, b in members.items():
-            z.writestr(n, b)
+    old = write_pack_members(tmp_path / "old.gss", False, members)  # sealed with a fresh manifest
     m = load_model_pack(old)
     r = m.screen(astronaut, heatmap=False)
     assert r.operating_point == "pack" and r.threshold == 0.5 and r.p_gs == pytest.approx(r.p_gs_raw)

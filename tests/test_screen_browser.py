@@ -54,7 +54,7 @@ def test_upload_astronaut_in_chromium(live_app: tuple[str, Path], tmp_path: Path
             call = page.inner_text("#call")
             assert call in (i18n.EN["outcome.refer"], i18n.EN["outcome.no_signal"], i18n.EN["outcome.inconclusive"])
             # the original photo (boxed) and the heatmap's colour bar are decoded and shown
-            assert page.eval_on_selector("#photo", "img => img.complete ? img.naturalWidth : 0") > 100
+            assert page.eval_on_selector("#original", "img => img.complete ? img.naturalWidth : 0") > 100
             assert page.eval_on_selector(".colorbar img", "img => img.complete ? img.naturalWidth : 0") == 256
             # the threshold mark sits where its label says, on the same meter
             mark = page.eval_on_selector(".meter .mark", "e => parseFloat(e.style.left)")

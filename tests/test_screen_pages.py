@@ -119,7 +119,7 @@ def test_single_result_page_shows_what_a_clinic_needs(client: TestClient, model,
     page = r.text
     assert r.status_code == 200 and 'id="results-table"' not in page
     # the original photo with the face boxed, beside the heatmap and its colour bar
-    assert re.search(r'<img class="photo" id="photo" src="data:image/png;base64,', page)
+    assert re.search(r'<img class="photo" id="original" src="data:image/png;base64,', page)
     assert 'id="heatmap"' in page and 'class="colorbar"' in page
     # the threshold labelled on the meter, with the operating point that made the call
     thr = model.threshold

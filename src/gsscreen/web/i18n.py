@@ -100,7 +100,8 @@ EN: dict[str, str] = {
     "error.too_many": "Too many photos at once: choose at most {n}.",
     "error.forbidden": "This request was refused. Reload the page and try again.",
     "error.csrf": "The page had expired. Reload it and send the photos again.",
-    "error.internal_error": "Something went wrong while screening this photo. It was not stored; please try again.",
+    "error.internal_error": "An internal error stopped the screening of this photo. It was not stored; please try "
+                            "again.",
     "error.no_photo": "No photo was chosen.",
     # reasons (a face unusable for a call) and notes (told, call still made), by gate / flag code
     "reason.unreadable": "The photo could not be read.",

@@ -116,12 +116,12 @@ def photo_result(name: str, res: ScreenResult | None, data: bytes | None, error_
                  ) -> PhotoResult:
     """Attach the boxed photo (decoded from the upload ``data`` at most :data:`SHOWN_SIDE` px) to a result."""
     uri = None
-    if data is not None and res is not None:
+    if data is not None:
         from gsscreen.faces.io import ImageError, load_image_scaled
 
         try:
             photo, factor = load_image_scaled(data, SHOWN_SIDE)
-            uri = png_data_uri(photo_with_boxes(photo, factor, _faces(res)))
+            uri = png_data_uri(photo_with_boxes(photo, factor, _faces(res) if res is not None else []))
         except ImageError:
             uri = None
     return PhotoResult(name=name, result=res, photo_uri=uri, error_code=error_code)
@@ -131,10 +131,12 @@ def _view(pr: PhotoResult, model: ScreeningModel, lang: str, index: int) -> dict
     """The template's view of one photo's result: every string already in ``lang``."""
     res = pr.result
     if res is None:
-        text = error_text(lang, pr.error_code or "bad_request")
+        code = pr.error_code or "bad_request"
+        text = reason_text(lang, "no_face") if code == "no_face" else error_text(lang, code)
         return {"index": index, "name": pr.name, "outcome": "inconclusive", "call": t(lang, "outcome.inconclusive"),
-                "p_gs": None, "p_text": "—", "reasons": [text], "notes": [], "error": True, "photo_uri": None,
-                "heatmap_uri": None, "age_outside": False, "thr_text": "", "op_name": "", "seconds": "0"}
+                "p_gs": None, "p_text": "—", "reasons": [text], "notes": [], "error": True, "photo_uri": pr.photo_uri,
+                "heatmap_uri": None, "photo_caption": t(lang, "result.photo"), "age_outside": False,
+                "thr_text": "", "op_name": "", "seconds": "0"}
     oc = outcome_code(res)
     reasons = list(getattr(res, "reasons", None) or [])
     notes = list(getattr(res, "notes", None) or [])
@@ -146,7 +148,9 @@ def _view(pr: PhotoResult, model: ScreeningModel, lang: str, index: int) -> dict
     op = d.operating_point
     thr = res.threshold
     op_name = t(lang, f"op.{op.name}")
-    if op.sensitivity is not None:
+    if oc == "inconclusive":  # no call was made: say so instead of naming the threshold that would have made it
+        op_line = t(lang, "result.no_call", why=reason_text(lang, reasons[0]) if reasons else t(lang, "reason.other"))
+    elif op.sensitivity is not None:
         op_line = t(lang, "result.op_line", op=op_name, t=f"{thr:.3f}", se=_pct(op.sensitivity),
                     sp=_pct(op.specificity))
     else:

@@ -595,8 +595,9 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
             except Exception as exc:  # refusals and bugs alike leave an audit row and a plain row on the page
                 err = exc if isinstance(exc, UploadError) else internal_error(exc, "web", data)
                 refuse(err, "web", data)
-                items.append(photo_result(name, None, None, err.code))
-                last_error = err
+                # a photo without a face is an inconclusive result shown with the photo; other problems are errors
+                items.append(photo_result(name, None, data if err.code == "no_face" else None, err.code))
+                last_error = None if err.code == "no_face" else err
         if len(items) == 1 and last_error is not None:
             return HTMLResponse(render_error(model, lang, last_error.code), status_code=last_error.status)
         return HTMLResponse(render_results(items, model, lang))
