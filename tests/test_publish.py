@@ -163,3 +163,17 @@ def test_flow_without_a_cohort_table(tmp_path: Path) -> None:
     flow = participant_flow(load_run(run))
     assert flow.photos_in.total == len(pred) + 2 and flow.photos_in.unknown == 2
     assert "No cohort table" in flow.notes[0] and flow.source.startswith("predictions.csv")
+
+
+def test_gradcam_gallery_svg_keeps_its_labels_as_text(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from gsscreen.explain import gallery
+
+    ov = tmp_path / "ov.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(ov)  # a flat synthetic tile, no face needed
+    res = gallery([{"overlay": str(ov), "on_face_share": 0.8, "on_face": True, "file": "x/tile_01.png"}],
+                  tmp_path / "g")
+    svg = res.svg.read_text(encoding="utf-8")
+    assert "<text" in svg and "tile_01.png" in svg

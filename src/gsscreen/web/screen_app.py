@@ -157,8 +157,10 @@ class AuditLog:
     )"""
 
     def __init__(self, path: str | Path) -> None:
+        from gsscreen.fsperm import private_file
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # owner-only (SQLite's -wal and -shm files copy its mode)
         self._lock = threading.Lock()
         with self._connect() as con:
             con.execute(self.SCHEMA)
