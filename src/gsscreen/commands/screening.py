@@ -119,6 +119,8 @@ def screen(
     prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
+    runtime: str = typer.Option("auto", "--runtime", help="The shared frozen body on auto (ONNX Runtime when it "
+                                "can be exported and matches torch) or torch."),
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
@@ -132,7 +134,7 @@ def screen(
     m = _load(model, trusted_key, operating_point, prevalence)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
-                       workers=workers)
+                       workers=workers, runtime=runtime)
     table = screen_batch(m, cfg, progress=True)
     d = m.decision
     typer.echo(f"model {m.model_id}: operating point {d.operating_point.name}, threshold {m.threshold:.4f}; P(GS) "
