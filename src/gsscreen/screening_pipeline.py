@@ -18,8 +18,9 @@ Stages (the same per-photo steps as :meth:`ScreeningModel.screen_file`, so resul
   before anything is appended. If the kept rows are not a prefix of the inputs in order (inputs changed), the
   tables are rewritten in input order at the end, so they equal an uninterrupted run's.
 - **Workers** are "spawn" processes that hold a network-free copy of the model (:meth:`ScreeningModel.preprocessor`,
-  no torch import) and exit by themselves when this process dies (they watch their parent). ``workers=0`` runs
-  everything in this process (the sequential path, used for comparisons and where processes cannot start).
+  no torch import) and exit by themselves when this process dies (:func:`gsscreen.procs.exit_with_parent`).
+  ``workers=0`` runs everything in this process (the sequential path, for comparisons and where processes cannot
+  start).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import io
 import json
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,22 +76,17 @@ def model_threads(workers: int) -> int:
 _PREP: dict[str, Any] = {}
 
 
-def _watch_parent(ppid: int) -> None:
-    # A SIGKILLed parent cannot tell its workers to stop, and a pool worker blocked on its task queue would wait
-    # forever (its siblings keep the queue's pipe open): poll the parent and leave when it is gone.
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != ppid:
-            os._exit(0)
-
-
 def _worker_init(light: ScreeningModel, done: dict[str, str], age: float | None, max_pixels: int | None,
                  ppid: int) -> None:
     import cv2
 
+    from gsscreen.procs import exit_with_parent
+
     cv2.setNumThreads(1)  # N single-threaded workers use N cores without oversubscribing them
     _PREP.update(model=light, done=done, age=age, max_pixels=max_pixels)
-    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+    if os.getppid() != ppid:  # the parent died while this worker was starting
+        os._exit(1)
+    exit_with_parent()  # a SIGKILLed run must not leave its workers waiting on the task queue
 
 
 def prepare_path(model: ScreeningModel, path: str, done: dict[str, str], age: float | None,
