@@ -239,12 +239,15 @@ def _alive(pid: int) -> bool:
 def test_align_workers_exit_when_the_parent_is_killed(tmp_path: Path, sig: signal.Signals) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(40):  # noise: every retry runs, so the workers are busy for a while
-        Image.fromarray(rng.integers(0, 256, (480, 480, 3), dtype=np.uint8)).save(photos / f"n{i}.png")
+    # Noise: every retry runs (~1 s a photo). 256 photos make the pool hand each worker 16 per task, so a worker
+    # left alone would go on for many seconds after its parent died before noticing.
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (640, 640, 3), dtype=np.uint8)).save(
+        photos / "n000.jpg", quality=60)
+    for i in range(1, 256):
+        os.link(photos / "n000.jpg", photos / f"n{i:03d}.jpg")
     script = textwrap.dedent(f"""
         from gsscreen.faces import AlignConfig, align_cohort
-        align_cohort(sorted(__import__("pathlib").Path({str(photos)!r}).glob("*.png")), {str(tmp_path / "out")!r},
+        align_cohort(sorted(__import__("pathlib").Path({str(photos)!r}).glob("*.jpg")), {str(tmp_path / "out")!r},
                      AlignConfig(workers=2, cache=False), progress=False)
     """)
     script_path = tmp_path / "run_align.py"
@@ -263,10 +266,46 @@ def test_align_workers_exit_when_the_parent_is_killed(tmp_path: Path, sig: signa
         time.sleep(1.0)  # the workers have run their initializer
         parent.send_signal(sig)
         parent.wait(timeout=30)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 8  # PDEATHSIG is immediate; the watchdog polls every second
         while time.monotonic() < deadline and any(_alive(k) for k in kids):
             time.sleep(0.2)
         assert not any(_alive(k) for k in kids), [k for k in kids if _alive(k)]
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("guarded", [True, False])
+def test_exit_with_parent_ends_a_blocked_worker(tmp_path: Path, guarded: bool) -> None:
+    # A worker blocked for minutes (here: sleeping) outlives a SIGKILLed parent unless it called exit_with_parent.
+    marker = tmp_path / "armed"
+    grandchild = ("from gsscreen.procs import exit_with_parent; exit_with_parent(); " if guarded else "") + \
+        f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(120)"
+    child = textwrap.dedent(f"""
+        import subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", {grandchild!r}])
+        print(p.pid, flush=True)
+        time.sleep(120)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    parent = subprocess.Popen([sys.executable, "-c", child], env=env, stdout=subprocess.PIPE, text=True)
+    worker = -1
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not marker.exists():  # the worker has armed its guard
+            time.sleep(0.1)
+        assert marker.exists()
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.2)
+        assert _alive(worker) is (not guarded)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if worker > 0 and _alive(worker):
+            os.kill(worker, signal.SIGKILL)

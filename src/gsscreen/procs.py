@@ -22,7 +22,12 @@ _PR_SET_PDEATHSIG = 1
 
 def exit_with_parent(poll_seconds: float = 1.0) -> None:
     """Make this process exit when its parent process dies (see the module docstring)."""
-    parent = os.getppid()
+    import multiprocessing
+
+    # A multiprocessing worker knows its real parent even if that died before this runs (then getppid() would
+    # already be the re-parenting process and the watchdog would wait for nothing).
+    known = multiprocessing.parent_process()
+    parent = known.pid if known is not None and known.pid else os.getppid()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
