@@ -176,6 +176,13 @@ def landmark_geometry(lm: np.ndarray) -> dict[str, float]:
     }
 
 
+def upright_roll(roll_deg: float, rotation: int) -> float:
+    """The eye line's angle in the photo turned ``rotation``° counter-clockwise (as the face was found), degrees in
+    (−180, 180]: a sideways photo's face is judged for tilt the right way up."""
+    r = (roll_deg - rotation) % 360.0
+    return r - 360.0 if r > 180.0 else r
+
+
 def plausible_geometry(g: dict[str, float]) -> bool:
     """Whether :func:`landmark_geometry` describes a face: nose below the eyes, mouth below the nose, mouth corners
     in the eyes' order and of a face's proportions (children and adults, up to a strong smile or head turn)."""
@@ -232,6 +239,7 @@ def measure_face(face: AlignedFace, scale: float = 1.0) -> dict[str, Any]:
     analysed size; sizes are reported in original px)."""
     lm = np.asarray(face.source_landmarks, dtype=np.float64)
     g = landmark_geometry(lm)
+    g["roll_deg"] = upright_roll(g["roll_deg"], int(getattr(face, "rotation", 0)))
     w = float(face.box[2] - face.box[0])
     others = list(getattr(face, "other_faces", []))
     return {
@@ -257,6 +265,7 @@ def measures_from_record(rec: dict[str, Any]) -> dict[str, Any]:
     missing in records cached before it was measured: it is then not judged)."""
     lm = np.asarray(rec["source_landmarks"], dtype=np.float64)
     g = landmark_geometry(lm)
+    g["roll_deg"] = upright_roll(g["roll_deg"], int(rec.get("rotation", 0)))
     box = rec["box"]
     w = float(box[2] - box[0])
     return {
