@@ -91,6 +91,9 @@ def _candidate(image: np.ndarray, cfg: AlignConfig, desc: str, build, short: int
     if hit is None:
         return None
     det, lm, box, n, flags, others = hit
+    # A face in a padding retry's mirrored border is a copy of the real one, not another child.
+    others = [o for o in others if inside_photo(np.asarray(o["landmarks"]), image.shape)]
+    n = 1 + len(others)
     if cfg.refine:
         lm = _refine_landmarks(image, lm, cfg)
     frame_lm = apply_affine(v.to_variant, lm)
