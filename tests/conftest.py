@@ -49,3 +49,12 @@ def grace_hopper():
     from gsscreen.examples import example_image
 
     return example_image("grace_hopper")
+
+
+# Mutation testing (scripts/mutate.py) wants every run of a property test to draw the same examples, so that a
+# mutant is killed or not for a reason, not by the luck of the draw.
+if os.environ.get("HYPOTHESIS_PROFILE") == "mutate":
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("mutate", derandomize=True, deadline=None)
+    _hyp_settings.load_profile("mutate")

@@ -248,3 +248,55 @@ def test_config_validation_and_round_trip(tmp_path: Path) -> None:
 def test_bad_array_is_misuse() -> None:
     with pytest.raises(ValueError, match="uint8"):
         align_face(np.zeros((64, 64, 3), np.float32))
+
+
+def _weighted_ls_similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Independent oracle: minimise sum_i w_i |M src_i - dst_i|^2 over similarities M = [[a, -b], [b, a]] | t."""
+    from scipy.optimize import least_squares
+
+    def resid(q: np.ndarray) -> np.ndarray:
+        a, b, tx, ty = q
+        pred = src @ np.array([[a, -b], [b, a]]).T + [tx, ty]
+        return (np.sqrt(w)[:, None] * (pred - dst)).ravel()
+
+    q = least_squares(resid, x0=[1.0, 0.0, 0.0, 0.0], xtol=1e-14, ftol=1e-14, gtol=1e-14).x
+    return np.array([[q[0], -q[1], q[2]], [q[1], q[0], q[3]]])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_similarity_transform_is_the_weighted_least_squares_fit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(0, 100, (5, 2))
+    dst = src @ np.array([[0.9, -0.3], [0.3, 0.9]]).T + [5.0, 7.0] + rng.normal(0, 6.0, (5, 2))  # noisy points
+    w = rng.uniform(0.2, 3.0, 5)
+    np.testing.assert_allclose(similarity_transform(src, dst, w), _weighted_ls_similarity(src, dst, w), atol=1e-6)
+    # Without weights: the ordinary (equal-weight) fit, which differs from the weighted one on noisy points.
+    plain = similarity_transform(src, dst)
+    np.testing.assert_allclose(plain, _weighted_ls_similarity(src, dst, np.ones(5)), atol=1e-6)
+    assert not np.allclose(plain, similarity_transform(src, dst, w), atol=1e-3)
+
+
+def test_align_keeps_the_eyes_level_when_a_smile_lifts_one_mouth_corner(astronaut: np.ndarray,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eyes define "level" (they count double in the fit): level eyes over a lopsided smile give a crop whose
+    eye line is closer to level than an equal-weight fit would make it."""
+    import gsscreen.faces.align as align_mod
+
+    lm = np.array([[200.0, 200.0], [260.0, 200.0], [230.0, 235.0], [206.0, 262.0], [254.0, 248.0]], np.float32)
+    real_detect = align_mod.detect_best
+
+    def detect_with_these_landmarks(image: np.ndarray, cfg: AlignConfig) -> tuple:
+        found = list(real_detect(image, cfg))
+        found[1] = lm.copy()  # (detection, landmarks, box, ...): keep the real detection, swap the landmarks
+        return tuple(found)
+
+    monkeypatch.setattr(align_mod, "detect_best", detect_with_these_landmarks)
+    cfg = AlignConfig(refine=False)
+    face = align_face(astronaut, cfg)
+    eye_tilt = abs(math.degrees(math.atan2(*(face.landmarks[1] - face.landmarks[0])[::-1])))
+    plain = similarity_transform(lm, align_mod.template(cfg))
+    plain_lm = apply_affine(plain, lm)
+    plain_tilt = abs(math.degrees(math.atan2(*(plain_lm[1] - plain_lm[0])[::-1])))
+    assert eye_tilt < plain_tilt - 0.5, (eye_tilt, plain_tilt)
+    np.testing.assert_allclose(face.matrix, _weighted_ls_similarity(lm.astype(float), align_mod.template(cfg),
+                                                                    align_mod.LANDMARK_WEIGHTS), atol=1e-5)

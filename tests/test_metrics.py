@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -131,13 +132,27 @@ def test_auc_needs_both_classes():
         auc_mann_whitney(np.array([1, 1]), np.array([0.1, 0.2]))
 
 
+def _rules(p):
+    """Every distinct decision rule on ``p``, derived here without the package: below the lowest score, halfway
+    between consecutive distinct scores, above the highest."""
+    u = sorted(set(float(v) for v in p))
+    return [u[0]] + [(a + b) / 2 for a, b in itertools.pairwise(u)] + [u[-1] + 1.0]
+
+
+def _rates(y, p, t):
+    """(sensitivity, specificity, accuracy, F1) of the rule ``p >= t``, counted directly."""
+    called = p >= t
+    tp = int((called & (y == 1)).sum())
+    fp = int((called & (y == 0)).sum())
+    tn = int((~called & (y == 0)).sum())
+    fn = int((~called & (y == 1)).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return tp / (tp + fn), tn / (tn + fp), (tp + tn) / len(y), f1
+
+
 def _sweep(y, p):
-    """Brute force: every candidate threshold with its (se, sp, acc, f1)."""
-    out = []
-    for t in threshold_candidates(p):
-        m = binary_metrics(y, p, t)
-        out.append((t, m["recall"], m["specificity"], m["accuracy"], m["f1"]))
-    return out
+    """Brute force: every rule with its (threshold, se, sp, acc, f1)."""
+    return [(t, *_rates(y, p, t)) for t in _rules(p)]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -147,24 +162,56 @@ def test_choose_threshold_optimises_the_criterion(seed):
     for method, key in (("youden", lambda r: r[1] + r[2]), ("accuracy", lambda r: r[3]), ("f1", lambda r: r[4])):
         t = choose_threshold(y, p, method)
         best = max(key(r) for r in sweep)
-        m = binary_metrics(y, p, t)
-        got = {"youden": m["recall"] + m["specificity"], "accuracy": m["accuracy"], "f1": m["f1"]}[method]
+        got = key((t, *_rates(y, p, t)))
         assert got == pytest.approx(best)
-        # ties go to the lowest (most sensitive) threshold
-        assert t == min(r[0] for r in sweep if key(r) == pytest.approx(best))
+        # ties go to the lowest (most sensitive) rule
+        lowest = min(r[0] for r in sweep if key(r) == pytest.approx(best))
+        assert _rates(y, p, t) == _rates(y, p, lowest)
+
+
+@pytest.mark.parametrize(
+    ("y", "p", "expected"),
+    [
+        # One control below two GS: the rule between them separates perfectly (specificity 1, not 0).
+        ([0, 1, 1], [0.1, 0.5, 0.7], {"youden": 0.3, "accuracy": 0.3, "f1": 0.3}),
+        # Perfect separation: halfway between the classes.
+        ([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], {"youden": 0.5, "accuracy": 0.5, "f1": 0.5}),
+        # All scores equal: calling everyone GS is as good as calling no one (J = 0); ties go to the sensitive rule.
+        ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], {"youden": 0.5, "accuracy": 0.5, "f1": 0.5}),
+        # A tie across the classes at 0.6: J is 0.5 at 0.4 (se 1, sp 0.5) and 1/3 at 0.75.
+        ([0, 0, 1, 1, 1], [0.2, 0.6, 0.6, 0.6, 0.9], {"youden": 0.4, "accuracy": 0.4, "f1": 0.4}),
+        # Control scored highest: the best rule keeps both lower GS photos.
+        ([1, 1, 0, 0, 0, 0], [0.3, 0.4, 0.1, 0.2, 0.35, 0.9], {"youden": 0.25, "accuracy": 0.25}),
+    ],
+)
+def test_choose_threshold_hand_worked_cases(y, p, expected):
+    y, p = np.array(y), np.array(p)
+    for method, t in expected.items():
+        assert choose_threshold(y, p, method) == pytest.approx(t), method
+
+
+def test_choose_threshold_targets_hand_worked():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.6, 0.4, 0.9])
+    # Sensitivity 1 needs t <= 0.4; the highest such rule is halfway between 0.1 and 0.4.
+    assert choose_threshold(y, p, "sensitivity@1.0") == pytest.approx(0.25)
+    # Specificity 1 needs t > 0.6; the lowest such rule is halfway between 0.6 and 0.9.
+    assert choose_threshold(y, p, "specificity@1.0") == pytest.approx(0.75)
+    assert choose_threshold(y, p, "sensitivity@0.5") == pytest.approx(0.75)
+    assert choose_threshold(y, p, "specificity@0.5") == pytest.approx(0.25)
 
 
 def test_choose_threshold_sensitivity_and_specificity_targets():
     y, p = _data(11, n=200)
     sweep = _sweep(y, p)
     t = choose_threshold(y, p, "sensitivity@0.9")
-    m = binary_metrics(y, p, t)
-    assert m["recall"] >= 0.9
-    assert m["specificity"] == max(r[2] for r in sweep if r[1] >= 0.9)
+    se, sp, _, _ = _rates(y, p, t)
+    assert se >= 0.9
+    assert sp == max(r[2] for r in sweep if r[1] >= 0.9)
     t2 = choose_threshold(y, p, "specificity@0.8")
-    m2 = binary_metrics(y, p, t2)
-    assert m2["specificity"] >= 0.8
-    assert m2["recall"] == max(r[1] for r in sweep if r[2] >= 0.8)
+    se2, sp2, _, _ = _rates(y, p, t2)
+    assert sp2 >= 0.8
+    assert se2 == max(r[1] for r in sweep if r[2] >= 0.8)
 
 
 def test_threshold_candidates_are_between_scores():
@@ -206,3 +253,78 @@ def test_summarize_folds_uses_sample_sd_and_skips_nan():
     assert math.isnan(one["auc"]["sd"])
     with pytest.raises(ValueError, match="at least one"):
         summarize_folds([])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: binary_metrics(np.array([0.0, 1.0, np.nan]), np.array([0.1, 0.2, 0.3]), 0.5),
+         r"^y_true contains NaN at index 2$"),
+        (lambda: binary_metrics(np.array([0, 2, 1]), np.array([0.1, 0.2, 0.3]), 0.5),
+         r"only 0 \(control\) and 1 \(GS\); found 2 at index 1"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array(["a", "b"]), 0.5), r"^p_gs must be numeric, got dtype"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([[0.1, 0.2]]), 0.5), r"^p_gs must be 1-D"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([0.1, np.inf]), 0.5),
+         r"^p_gs must be finite; found inf at index 1"),
+        (lambda: choose_threshold(np.array([0, 1]), np.array([0.1, np.nan])), r"^p_val "),
+        (lambda: choose_threshold(np.array([1, 1]), np.array([0.1, 0.2])), r"no control \(0\)"),
+        (lambda: choose_threshold(np.array([0, 0]), np.array([0.1, 0.2])), r"no GS \(1\)"),
+        (lambda: confusion_matrix(np.array([0, 1, 1]), np.array([0, 1])), r"^y_pred has 2 values but y_true has 3$"),
+        (lambda: binary_metrics(np.array([0, 1]), np.array([0.1, 0.2]), math.nan), r"threshold must be a finite"),
+    ],
+)
+def test_errors_name_the_argument_and_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_float_and_bool_labels_are_accepted():
+    p = np.array([0.1, 0.9, 0.8])
+    ref = binary_metrics(np.array([0, 1, 1]), p, 0.5)
+    assert binary_metrics(np.array([0.0, 1.0, 1.0]), p, 0.5) == ref
+    assert binary_metrics(np.array([False, True, True]), p, 0.5) == ref
+
+
+def test_one_photo_per_class_is_enough_for_every_rate():
+    """Ratios with a denominator of exactly 1 are defined (only 0 makes them NaN); AUC needs one of each class."""
+    m = binary_metrics(np.array([0, 1]), np.array([0.2, 0.7]), 0.5)
+    assert (m["recall"], m["specificity"], m["precision"], m["auc"]) == (1.0, 1.0, 1.0, 1.0)
+    only_gs = binary_metrics(np.array([1, 1]), np.array([0.2, 0.7]), 0.5)
+    assert only_gs["recall"] == 0.5 and math.isnan(only_gs["auc"]) and math.isnan(only_gs["specificity"])
+
+
+def test_summarize_two_folds_has_an_sd_one_fold_does_not():
+    two = summarize_folds([{"auc": 0.8}, {"auc": 0.9}])["auc"]
+    assert two["mean"] == pytest.approx(0.85) and two["sd"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    one = summarize_folds([{"auc": 0.8}])["auc"]
+    assert one["mean"] == 0.8 and math.isnan(one["sd"])
+    missing = summarize_folds([{"auc": None}, {"auc": 0.7}, {"accuracy": 0.5}])["auc"]
+    assert missing["mean"] == pytest.approx(0.7) and len(missing["values"]) == 3
+
+
+def test_f1_optimum_differs_from_youden_when_controls_dominate():
+    """Many controls, few GS: F1 (which ignores true negatives) prefers a stricter rule than Youden's J."""
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    p = np.array([.95, .9, .85, .3, .2, .6, .65, .7, .1, .1, .4, .35, .05, .05, .05, .05, .05, .05, .05, .05])
+    sweep = _sweep(y, p)
+    best_f1 = max(r[4] for r in sweep)
+    t_f1 = choose_threshold(y, p, "f1")
+    assert _rates(y, p, t_f1)[3] == pytest.approx(best_f1)
+    assert t_f1 == pytest.approx(0.875)  # keeps only the two clearest GS photos: F1 = 0.8 vs 0.6
+    assert choose_threshold(y, p, "youden") == pytest.approx(0.375)  # J = 13/17 there, 2/3 at 0.875
+
+
+def test_adjacent_doubles_stay_two_rules():
+    """Two scores one float apart: the rule between them must still call only the higher one GS."""
+    lo = 0.3
+    hi = np.nextafter(lo, 1.0)
+    c = threshold_candidates(np.array([lo, hi]))
+    assert len(c) == 3
+    assert ((np.array([lo, hi]) >= c[1]) == [False, True]).all()
+    assert choose_threshold(np.array([0, 1]), np.array([lo, hi])) == c[1]
+
+
+def test_zero_and_one_targets_are_valid():
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
+    assert choose_threshold(y, p, "sensitivity@0") > 0.9  # nothing called GS meets "sensitivity >= 0"
+    assert choose_threshold(y, p, "specificity@0") == pytest.approx(0.1)  # everything called GS

@@ -23,6 +23,7 @@ from gsscreen.modelpack import (
     read_model_pack,
     sha256_bytes,
 )
+from gsscreen.packsign import seal
 
 
 @pytest.fixture
@@ -37,6 +38,7 @@ def _rewrite_zip(src: Path, dst: Path, info: dict | None = None, weights: bytes 
         members["model.json"] = json.dumps(info).encode()
     if weights is not None:
         members["weights.safetensors"] = weights
+    members = seal(members)  # a consistent manifest, so the deeper check under test is reached
     with zipfile.ZipFile(dst, "w") as z:
         for n, b in members.items():
             z.writestr(n, b)
@@ -48,7 +50,7 @@ def test_export_zip_contents_and_pooled_threshold(run: Path, tmp_path: Path) -> 
 
     out = export_model_pack(run, tmp_path / "m.gss", ExportConfig(name="t"))
     with zipfile.ZipFile(out) as z:
-        assert sorted(z.namelist()) == ["MODEL_CARD.md", "model.json", "weights.safetensors"]
+        assert sorted(z.namelist()) == ["MODEL_CARD.md", "manifest.json", "model.json", "weights.safetensors"]
         info = json.loads(z.read("model.json"))
         blob = z.read("weights.safetensors")
     assert info["format_version"] == FORMAT_VERSION
@@ -105,6 +107,27 @@ def test_pack_crops_like_the_study_did(run: Path, tmp_path: Path) -> None:
     pack = load_model_pack(export_model_pack(run, tmp_path / "b.gss"))
     assert pack.info["alignment"]["border"] == "replicate"
     assert pack.align_config == AlignConfig(border="replicate", eye_y=0.38)
+
+
+def test_screened_crop_is_the_packs_alignment_of_the_photo(run: Path, tmp_path: Path, astronaut) -> None:
+    """What the model sees when screening is exactly ``align_face(photo, the pack's alignment)``: settings a study
+    used that differ from this version's defaults (crop size, eye height, zoom, border fill) all carry over."""
+    import numpy as np
+
+    from gsscreen.config import save_config
+    from gsscreen.faces.align import AlignConfig, align_face
+
+    own = AlignConfig(border="replicate", eye_y=0.36, zoom=0.9)
+    assert own != AlignConfig()
+    (run / "aligned").mkdir(exist_ok=True)
+    save_config(own, run / "aligned" / "config.json")
+    model = load_model_pack(export_model_pack(run, tmp_path / "own.gss"))
+    res = model.screen(astronaut, heatmap=False)
+    expected = align_face(astronaut, own).image
+    assert res.crop is not None and res.crop.shape == expected.shape
+    assert np.abs(res.crop.astype(int) - expected.astype(int)).max() <= 1
+    default = align_face(astronaut, AlignConfig()).image
+    assert np.abs(res.crop.astype(int) - default.astype(int)).mean() > 5  # the settings really changed the crop
 
 
 def test_folder_pack_equals_zip_pack(run: Path, tmp_path: Path) -> None:

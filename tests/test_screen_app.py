@@ -132,7 +132,8 @@ def test_photos_never_touch_the_disk(client: TestClient, astronaut: np.ndarray,
     big = encode(np.asarray(Image.fromarray(astronaut).resize((1600, 1600))), "PNG")  # > 1 MB: would spool
     assert len(big) > 1024 * 1024
     assert _post(client, big, ctype="image/png").status_code == 200
-    assert client.post("/screen", files={"photo": ("a.png", big, "image/png")}).status_code == 200
+    assert client.post("/screen", files={"photo": ("a.png", big, "image/png")},
+                       data={"csrf_token": client.app.state.csrf.value}).status_code == 200
 
 
 def test_token_enforced(model: ScreeningModel, tmp_path: Path, astronaut: np.ndarray) -> None:
@@ -148,8 +149,10 @@ def test_token_enforced(model: ScreeningModel, tmp_path: Path, astronaut: np.nda
     assert c.get("/api/model").status_code == 401
     assert c.get("/api/model", headers={"Authorization": f"Bearer {TOKEN}"}).json()["model_id"] == model.model_id
     # the HTML form carries the token as a field
-    assert c.post("/screen", files={"photo": ("a.jpg", jpg, "image/jpeg")}).status_code == 401
-    r = c.post("/screen", files={"photo": ("a.jpg", jpg, "image/jpeg")}, data={"token": TOKEN})
+    csrf = c.app.state.csrf.value
+    r = c.post("/screen", files={"photo": ("a.jpg", jpg, "image/jpeg")}, data={"csrf_token": csrf})
+    assert r.status_code == 401
+    r = c.post("/screen", files={"photo": ("a.jpg", jpg, "image/jpeg")}, data={"token": TOKEN, "csrf_token": csrf})
     assert r.status_code == 200 and "P(GS)" in r.text
     assert 'name="token"' in c.get("/").text
 
@@ -175,7 +178,8 @@ def test_serve_cli_refuses_open_host_without_token() -> None:
 
 
 def test_result_page(client: TestClient, astronaut: np.ndarray) -> None:
-    r = client.post("/screen", files={"photo": ("a.jpg", encode(astronaut), "image/jpeg")}, data={"age_months": "30"})
+    r = client.post("/screen", files={"photo": ("a.jpg", encode(astronaut), "image/jpeg")},
+                    data={"age_months": "30", "csrf_token": client.app.state.csrf.value})
     assert r.status_code == 200
     assert "P(GS)" in r.text and 'id="heatmap"' in r.text and "not a medical device" in r.text
     assert re.search(r'id="p-gs">0\.\d{3}<', r.text)

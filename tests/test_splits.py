@@ -125,3 +125,40 @@ def test_near_duplicates_share_a_subset_even_after_filtering():
         subset = dict(zip(out["image"], out["subset"], strict=True))
         for a, b in pairs:
             assert subset[f"/p/{a}.jpg"] == subset[f"/p/{b}.jpg"]
+
+
+@st.composite
+def single_class_subject_cohorts(draw) -> pd.DataFrame:
+    """Both classes have subjects with several photos (each subject in one class only)."""
+    rows = []
+    for cls in ("GS", "control"):
+        sizes = draw(st.lists(st.integers(1, 7), min_size=3, max_size=40))
+        for s, k in enumerate(sizes):
+            rows += [{"image": f"/p/{cls}_{s}_{j}.jpg", "label": cls, "subject_id": f"{cls}{s}"} for j in range(k)]
+    return pd.DataFrame(rows)
+
+
+@settings(max_examples=150, deadline=None)
+@given(table=single_class_subject_cohorts(), seed=st.integers(0, 2**31 - 1), n_folds=st.integers(3, 6))
+def test_each_class_is_balanced_within_its_largest_subject(table: pd.DataFrame, seed: int, n_folds: int) -> None:
+    """What the paper asks of every subset, for each class separately: the photos of one class differ between any
+    two subsets by at most the size of that class's largest subject (a subject cannot be split), whatever the
+    other class does."""
+    out = assign_subsets(table, n_folds=n_folds, seed=seed)
+    for cls in ("GS", "control"):
+        mine = out[out["label"] == cls]
+        per_subset = mine.groupby("subset").size().reindex(range(n_folds), fill_value=0)
+        largest = int(mine.groupby("subject_id").size().max())
+        assert per_subset.max() - per_subset.min() <= largest, (cls, per_subset.tolist(), largest)
+
+
+def test_controls_balanced_when_gs_subjects_are_uneven() -> None:
+    """Hand-worked: GS subjects of 4, 1 and 1 photos over 3 subsets leave totals (4, 1, 1); six single-photo
+    controls must still be spread 2/2/2, never piled where the GS photos are few."""
+    rows = [{"image": f"/g{j}.jpg", "label": "GS", "subject_id": "g0"} for j in range(4)]
+    rows += [{"image": "/g4.jpg", "label": "GS", "subject_id": "g1"}, {"image": "/g5.jpg", "label": "GS",
+                                                                       "subject_id": "g2"}]
+    rows += [{"image": f"/c{j}.jpg", "label": "control", "subject_id": f"c{j}"} for j in range(6)]
+    out = assign_subsets(pd.DataFrame(rows), n_folds=3, seed=0)
+    ctrl = out[out["label"] == "control"].groupby("subset").size().reindex(range(3), fill_value=0)
+    assert sorted(ctrl.tolist()) == [2, 2, 2]

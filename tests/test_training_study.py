@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn import metrics as skm
 from training_synth import make_cohort, make_controls
 from typer.testing import CliRunner
 
 from gsscreen.cli import app
 from gsscreen.config import load_config
-from gsscreen.evaluation.metrics import choose_threshold
 from gsscreen.training.config import StudyConfig, preset, replace
-from gsscreen.training.run_folder import RunFolderMismatch, fold_dir, load_fold_model, read_json
+from gsscreen.training.run_folder import RunFolderMismatch, fold_dir, load_fold_model, photo_path, read_json
 from gsscreen.training.splits import fold_roles
 from gsscreen.training.study import run_study
 
@@ -71,7 +71,10 @@ def test_every_usable_photo_is_tested_once_with_its_subset(study_run: dict) -> N
     preds = pd.read_csv(run / "predictions.csv")
     splits = pd.read_csv(run / "splits.csv")
     usable = study_run["table"][~study_run["table"]["image"].str.endswith("broken.png")]
-    assert sorted(preds["photo"]) == sorted(usable["image"]) == sorted(splits["photo"])
+    assert sorted(preds["photo"]) == sorted(splits["photo"])
+    # Written relative to the cohort CSV's folder; photo_path gives the file back.
+    assert not any(Path(p).is_absolute() for p in preds["photo"])
+    assert sorted(str(photo_path(run, p)) for p in preds["photo"]) == sorted(usable["image"])
     merged = preds.merge(splits, on="photo")
     assert (merged["fold"] == merged["subset"]).all()  # fold k tests subset k
     assert set(preds.columns) >= {"photo", "subject", "label", "fold", "p_gs", "call", "threshold", "baseline_p_gs"}
@@ -90,18 +93,48 @@ def test_thresholds_come_from_validation_only(study_run: dict) -> None:
         _, val_subset, test_subset = fold_roles(k, 5)
         assert set(splits.loc[val["row"], "subset"]) == {val_subset}
         assert set(splits.loc[fp.loc[fp["set"] == "test", "row"], "subset"]) == {test_subset}
-        assert result["threshold"] == pytest.approx(choose_threshold(val["y"], val["p_gs"], "youden"))
+        # Youden's J of the chosen rule, counted directly on this fold's validation rows, is the best any rule
+        # between the validation scores reaches (oracle independent of choose_threshold).
+        y, p = val["y"].to_numpy(), val["p_gs"].to_numpy()
+        u = np.unique(p)
+        rules = np.concatenate([u[:1], (u[:-1] + u[1:]) / 2, [u[-1] + 1]])
+
+        def youden(t: float, y: np.ndarray = y, p: np.ndarray = p) -> float:
+            return float((p[y == 1] >= t).mean() + (p[y == 0] < t).mean() - 1)
+
+        assert youden(result["threshold"]) == pytest.approx(max(youden(t) for t in rules))
 
 
 def test_metrics_json_has_folds_summary_roc_external_and_baseline(study_run: dict) -> None:
     m = json.loads((study_run["run"] / "metrics.json").read_text())
-    for who in ("model", "baseline"):
+    preds = pd.read_csv(study_run["run"] / "predictions.csv")
+    for who, col in (("model", "p_gs"), ("baseline", "baseline_p_gs")):
         part = m[who]
         assert len(part["per_fold"]) == 5
-        for name in ("accuracy", "recall", "specificity", "precision", "f1", "auc"):
-            s = part["summary"][name]
-            assert len(s["values"]) == 5 and s["mean"] == pytest.approx(np.nanmean(
-                [np.nan if v is None else v for v in s["values"]]))
+        # Each fold's metrics are those of its TEST rows in predictions.csv, recomputed here with scikit-learn at
+        # the fold's own threshold; the summary is their mean and sample SD.
+        expected: dict[str, list[float]] = {k: [] for k in ("accuracy", "recall", "specificity", "precision", "f1",
+                                                             "auc")}
+        for k in range(5):
+            rows = preds[preds["fold"] == k]
+            y = (rows["label"] == "GS").astype(int).to_numpy()
+            p = rows[col].to_numpy()
+            t = part["per_fold"][k]["threshold"]
+            call = (p >= t).astype(int)
+            tn, fp, fn, tp = skm.confusion_matrix(y, call, labels=[0, 1]).ravel()
+            assert (part["per_fold"][k]["tp"], part["per_fold"][k]["fn"]) == (tp, fn)
+            assert (part["per_fold"][k]["tn"], part["per_fold"][k]["fp"]) == (tn, fp)
+            expected["accuracy"].append(skm.accuracy_score(y, call))
+            expected["recall"].append(skm.recall_score(y, call, zero_division=np.nan))
+            expected["specificity"].append(tn / (tn + fp))
+            expected["precision"].append(skm.precision_score(y, call, zero_division=np.nan))
+            expected["f1"].append(skm.f1_score(y, call, zero_division=np.nan))
+            expected["auc"].append(skm.roc_auc_score(y, p))
+        for name, vals in expected.items():
+            got = [np.nan if v is None else v for v in part["summary"][name]["values"]]
+            np.testing.assert_allclose(got, vals, atol=1e-9, err_msg=f"{who} {name}")
+            assert part["summary"][name]["mean"] == pytest.approx(np.nanmean(vals))
+            assert part["summary"][name]["sd"] == pytest.approx(np.nanstd(vals, ddof=1))
         roc = part["pooled_roc"]
         assert roc["n"] == m["n_photos"] and roc["band"] and roc["auc_ci_delong"]["lo"] <= roc["auc"]
         assert roc["auc_ci_bootstrap"]["hi"] >= roc["auc_ci_bootstrap"]["lo"]
@@ -123,7 +156,7 @@ def test_fold_checkpoint_reproduces_its_predictions(study_run: dict) -> None:
     x = torch.stack([
         torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR,
                                                                          reducing_gap=None)).copy())
-        .permute(2, 0, 1).float() / 255 for p in mine["photo"]
+        .permute(2, 0, 1).float() / 255 for p in (photo_path(run, q) for q in mine["photo"])
     ])
     with torch.no_grad():
         p = (model.predict_proba(x)[:, 1] + model.predict_proba(torch.flip(x, dims=[3]))[:, 1]) / 2

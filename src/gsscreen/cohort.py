@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gsscreen.errors import GsscreenError
+from gsscreen.errors import GsscreenError, describe_image_error
+from gsscreen.groups import NEAR_DUPLICATE_SEP
 
 GS = "GS"
 CONTROL = "control"
@@ -502,12 +503,10 @@ def fingerprint_file(path: str | Path, perceptual: bool = True) -> Fingerprint:
                 thumb = _thumbnail(im)
             phash = perceptual_hash(thumb.astype(np.uint8))
             phash_mirror = perceptual_hash(thumb.astype(np.uint8), mirror=True)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        return Fingerprint(digest, None, None, "unreadable_image", f"not a readable image: {p} ({exc})")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
+            EOFError) as exc:
         # Truncated or corrupt data surfaces as any of these depending on the format's decoder.
-        return Fingerprint(digest, None, None, "unreadable_image",
-                           f"corrupt image: {p} ({type(exc).__name__}: {exc})")
+        return Fingerprint(digest, None, None, "unreadable_image", f"{p}: {describe_image_error(exc)}")
     return Fingerprint(digest, phash, phash_mirror)
 
 
@@ -723,7 +722,7 @@ def load_cohort(
 
     sha: list[str | None] = [None] * n
     ph: list[int | None] = [None] * n
-    # near_dup[j] = image of the row that row j looks like (a leak between folds unless both share a subset).
+    # near_dup[j] = images of the rows that row j looks like (a leak between folds unless all share a subset).
     near_dup: list[str | None] = [None] * n
     if check_images:
         _check_images(resolved, files, first_at, labels, table, add, sha, ph, near_duplicate_distance, rows, progress,
@@ -801,8 +800,8 @@ def _check_images(
         if subjects[i] == subjects[j] or sha[i] == sha[j]:
             continue
         note = "" if labels[i] == labels[j] else f"; labels differ ({labels[i]} vs {labels[j]})"
-        if near_dup[j] is None:
-            near_dup[j] = resolved[i]
+        # Every partner is kept (not just the first), so a chain A ~ C ~ B ends in one split group.
+        near_dup[j] = resolved[i] if near_dup[j] is None else f"{near_dup[j]}{NEAR_DUPLICATE_SEP}{resolved[i]}"
         add(j, "near_duplicate",
             f"looks like line {rows[i]} ({written[i]}), subject {subjects[i]!r} vs {subjects[j]!r}: "
             f"perceptual-hash distance {d}/192{note}; keep both in one fold or drop one")
@@ -873,6 +872,56 @@ def cohort_from_folders(
                 records.append(rec)
     cols = ["image", "label", *(["syndrome"] if syndrome_from_folder else [])]
     return pd.DataFrame.from_records(records, columns=cols)
+
+
+def folder_groups(
+    root: str | Path, gs: Sequence[str] = (), control: Sequence[str] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """Which sub-folders of ``root`` hold GS and which hold control photos: as named, or inferred.
+
+    Nothing is assumed about a user's folders: with both ``gs`` and ``control`` given they are used as they are.
+    Otherwise ``root`` must hold exactly two sub-folders with images, and the missing side is inferred: the folder
+    not named on the command line, or, when none is named, the one whose name is a control word (``healthy``,
+    ``control``, ``normal``, ... see :data:`LABEL_SYNONYMS`; the other is GS) or a GS word (``syndrome``, ``case``).
+
+    Returns ``(gs, control, note)``: ``note`` says what was inferred (None when nothing was).
+
+    Raises:
+        CohortError: ``root`` is missing, or the layout does not say which folder is which (the message lists the
+            sub-folders and says how to name them).
+    """
+    gs, control = tuple(gs), tuple(control)
+    if gs and control:
+        return gs, control, None
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise CohortError(f"folder not found: {base}")
+    subs = sorted(p.name for p in base.iterdir() if p.is_dir() and find_images(p))
+    how = "name them with --gs FOLDER --control FOLDER"
+    if len(subs) != 2:
+        raise CohortError(f"{base}: cannot tell which sub-folders hold GS and which hold control photos (found "
+                          f"{len(subs)} with images: {', '.join(subs) or 'none'}); {how}")
+    if gs or control:
+        given = gs or control
+        rest = tuple(s for s in subs if s not in given)
+        if len(rest) != 1:
+            raise CohortError(f"{base}: {', '.join(given)} is not one of its two sub-folders "
+                              f"({', '.join(subs)}); {how}")
+        gs, control = (gs, rest) if gs else (rest, control)
+    else:
+        kinds = [normalise_label(s) for s in subs]
+        if kinds.count(CONTROL) == 1 and kinds.count(GS) != 2:
+            c = subs[kinds.index(CONTROL)]
+            gs, control = tuple(s for s in subs if s != c), (c,)
+        elif kinds.count(GS) == 1 and kinds.count(CONTROL) == 0:
+            g = subs[kinds.index(GS)]
+            gs, control = (g,), tuple(s for s in subs if s != g)
+        else:
+            raise CohortError(f"{base}: cannot tell which of its sub-folders {subs[0]!r} and {subs[1]!r} holds GS "
+                              f"photos and which holds controls; {how}")
+    note = (f"inferred from the two sub-folders of {base}: --gs {' --gs '.join(gs)} "
+            f"--control {' --control '.join(control)}")
+    return gs, control, note
 
 
 def write_cohort_csv(table: pd.DataFrame, path: str | Path) -> Path:

@@ -41,10 +41,52 @@ def describe_os_error(exc: OSError) -> str:
     return f"{path}: {problem}" if path else problem
 
 
+def describe_image_error(exc: BaseException) -> str:
+    """Why a photo could not be decoded, in plain words: no Python reprs (``<_io.BytesIO object at 0x…>``)."""
+    import re
+
+    name = type(exc).__name__
+    if name == "UnidentifiedImageError":
+        return "not an image, or an image format gsscreen cannot read"
+    if name in ("DecompressionBombError", "DecompressionBombWarning"):
+        return "image too large, refused as a possible decompression bomb"
+    text = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "", str(exc))
+    text = re.sub(r"\(\s*\)|\s+", " ", text).strip(" :")
+    if "truncated" in text.lower() or isinstance(exc, (EOFError, SyntaxError)):
+        return f"truncated or corrupt image data ({text})" if text else "truncated or corrupt image data"
+    return f"corrupt image ({text})" if text else "corrupt image"
+
+
 def one_line(exc: BaseException) -> str:
     """The message of a user-facing error as a single line."""
     text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
     return " ".join(text.split()) or type(exc).__name__
+
+
+class ConsoleWarnings(logging.Handler):
+    """Warnings and errors of the ``gsscreen`` loggers as ``gsscreen: warning: ...`` lines on stderr.
+
+    Commands also log to files (``study.log``), but a user reads the console: a warning only in a log file is a
+    warning nobody sees. Writes to whatever ``sys.stderr`` is at the time (test runners swap it).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "on_console", False):  # already printed by cli_errors
+            return
+        try:
+            print(f"gsscreen: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+def console_warnings() -> None:
+    """Attach :class:`ConsoleWarnings` to the ``gsscreen`` logger (once; called at the CLI root)."""
+    logger = logging.getLogger("gsscreen")
+    if not any(isinstance(h, ConsoleWarnings) for h in logger.handlers):
+        logger.addHandler(ConsoleWarnings())
 
 
 @contextmanager
@@ -54,6 +96,6 @@ def cli_errors() -> Iterator[None]:
         yield
     except (GsscreenError, OSError) as exc:
         message = one_line(exc)
-        log.error(message)
+        log.error(message, extra={"on_console": True})
         print(f"gsscreen: error: {message}", file=sys.stderr)
         raise SystemExit(USER_ERROR_EXIT) from None

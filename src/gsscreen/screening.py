@@ -421,7 +421,9 @@ class ScreeningModel:
         except NoFaceError:
             if max(img.shape[:2]) <= self.detect_config.max_side or self.detect_config == self.align_config:
                 raise
-            return align_face(img, self.align_config)  # a small face in a big photo: search at full size
+            # A small face in a big photo: search at full size, plainly (the retries, for faces that fill the
+            # frame or are turned, were done at the small size; at 4x the pixels they would cost 4x the work).
+            return align_face(img, replace(self.align_config, retry=False))
 
     def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True) -> list[ScreenResult]:
         """The model on a batch of prepared photos (one batched forward; one batched Grad-CAM pass when
@@ -478,15 +480,18 @@ class ScreeningModel:
 
         An unreadable photo gives a result with flag ``unreadable`` and the reason in ``problem``.
         """
+        from gsscreen.faces.align import UnsuitablePhotoError, check_photo_shape
         from gsscreen.faces.io import DEFAULT_MAX_PIXELS, ImageError, load_image_scaled
 
         t0 = time.perf_counter()
         name = None if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
-        try:
+        try:  # a sliver or strip is refused from its header, before decoding (bounded work, issue #11)
             img, factor = load_image_scaled(src, self.decode_max_side,
-                                            max_pixels or DEFAULT_MAX_PIXELS)
+                                            max_pixels or DEFAULT_MAX_PIXELS, check_shape=check_photo_shape)
         except ImageError as exc:
             return self._empty(name, exc.reason, "unreadable", t0)
+        except UnsuitablePhotoError as exc:
+            return self._empty(name, exc.reason, "no_face", t0)
         prep = self.prepare(img, age_months=age_months, file=name, scale=factor)
         prep.seconds = time.perf_counter() - t0
         return prep

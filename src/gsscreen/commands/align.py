@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
     def align(
         inputs: list[str] = typer.Argument(
             None,
+            metavar="INPUT",
             help="Cohort CSV(s), folder(s), image files or glob patterns. None: the embedded example portraits.",
             show_default=False,
         ),
@@ -91,8 +92,9 @@ def register(app: typer.Typer) -> None:
             for n in notes:
                 typer.echo(f"note: {n}", err=True)
             if not paths:
-                typer.echo("error: no images to align", err=True)
-                raise typer.Exit(2)
+                from gsscreen.errors import GsscreenError
+
+                raise GsscreenError(f"no images to align in {', '.join(map(str, inputs))}")
         else:
             from gsscreen.examples import EXAMPLE_NAMES, example_path
 

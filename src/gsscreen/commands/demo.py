@@ -46,10 +46,9 @@ def demo(
     cohort = load_cohort(csv, near_duplicate_distance=None, progress=not quiet)
     try:
         result = run_study(cohort, run_dir, cfg, progress=not quiet)
-    except RunFolderMismatch as exc:
+    except RunFolderMismatch:
         if not _is_demo_study(run_dir, csv):
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            raise
         # A demo study from other settings (an older gsscreen, other options): synthetic, cheap, ours to redo.
         typer.echo(f"{run_dir} holds a demo study with other settings; starting it afresh")
         shutil.rmtree(run_dir)

@@ -19,7 +19,7 @@ class ExplainConfig:
 
 
 def explain(
-    run_dir: Path = typer.Argument(..., help="Run folder written by `gsscreen study`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder written by `gsscreen study`."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default RUN_DIR/explain)."),
     which: str = typer.Option("gs", "--which", help="gs (GS photos, as the paper's figure) or all."),
     max_maps: int | None = typer.Option(None, "--max", help="At most this many maps (default: all)."),
@@ -32,16 +32,12 @@ def explain(
     from gsscreen.config import save_config
     from gsscreen.explain import gallery
     from gsscreen.report.gallery import fold_gradcams
-    from gsscreen.report.run import RunFolderError, load_run
+    from gsscreen.report.run import load_run
 
     cfg = ExplainConfig(run_dir=str(run_dir), which=which, max_maps=max_maps, cover_eyes=cover_eyes)
     if which not in ("gs", "all"):
         raise typer.BadParameter("--which must be gs or all")
-    try:
-        run = load_run(run_dir)
-    except (RunFolderError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    run = load_run(run_dir)
     out = out or run_dir / "explain"
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        run_dir: Path = typer.Argument(..., help="Run folder written by `gsscreen study`."),
+        run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder written by `gsscreen study`."),
         out: Path | None = typer.Option(
             None, "-o", "--out", help="HTML file to write (default: RUN_DIR/report/report.html)."
         ),
@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
             None, "--cohort", help="Cohort CSV for Table 1 (default: found from the run's config / folder)."
         ),
         cover_eyes: bool = typer.Option(
-            False, "--cover-eyes", help="Cover the eyes with a grey bar in every exported face picture."
+            True, "--cover-eyes/--no-cover-eyes",
+            help="Cover the eyes with a grey bar in every face picture of the report (default: on).",
         ),
         gallery: str = typer.Option("gs", "--gallery", help="Grad-CAM gallery of: gs | all | none."),
         max_gallery: int = typer.Option(48, "--max-gallery", help="At most this many Grad-CAM maps (0 = all)."),
@@ -33,6 +34,12 @@ def register(app: typer.Typer) -> None:
         ),
         reader_group: str | None = typer.Option(
             None, "--reader-group", help="Readers-CSV column that groups physicians (default: group/.../role)."
+        ),
+        subgroup: list[str] = typer.Option(
+            [], "--subgroup", help="Cohort column to report results by (repeatable), e.g. --subgroup ethnicity."
+        ),
+        prevalence: float | None = typer.Option(
+            None, "--prevalence", min=0.0, max=1.0, help="GS prevalence where the model would be used: PPV/NPV there."
         ),
     ) -> None:
         """Write the study report (tables, ROC with CI band, physicians, Grad-CAM) as one HTML file."""
@@ -52,6 +59,8 @@ def register(app: typer.Typer) -> None:
                 cohort_csv=cohort,
                 include_incomplete_readers=include_incomplete,
                 reader_group_column=reader_group,
+                subgroups=tuple(subgroup),
+                prevalence=prevalence,
             )
         except (RunFolderError, FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

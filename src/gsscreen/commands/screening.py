@@ -20,7 +20,17 @@ def _parse_age_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _load(model: Path | None):  # -> ScreeningModel
+def _trusted(paths: list[Path] | None) -> list | None:
+    from gsscreen.packsign import load_public_key
+
+    return [load_public_key(p) for p in paths] if paths else None
+
+
+TRUSTED_KEY_HELP = ("Ed25519 public key (PEM) the model pack must be signed with; repeat for several. The shipped "
+                    "demo pack is always checked against its own key.")
+
+
+def _load(model: Path | None, trusted_key: list[Path] | None = None):  # -> ScreeningModel
     from gsscreen.modelpack import ModelPackError, load_model_pack
     from gsscreen.screening import resolve_model
 
@@ -33,14 +43,14 @@ def _load(model: Path | None):  # -> ScreeningModel
         typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
                     "demonstration, not a medical device)", err=True, fg="yellow")
     try:
-        return load_model_pack(path)
+        return load_model_pack(path, _trusted(trusted_key))
     except ModelPackError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="A finished `gsscreen study` run folder."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished `gsscreen study` run folder."),
     output: str = typer.Option(..., "-o", "--output", help="model.gss (a zip) or DIR/ (a folder)."),
     folds: str = typer.Option("all", help="all: ensemble of every fold model; best: the best fold on validation."),
     threshold_rule: str = typer.Option(
@@ -51,6 +61,7 @@ def export(
     age_range: str | None = typer.Option(None, help="Ages of the training cohort in months, e.g. 12-180."),
     cohort: Path | None = typer.Option(None, help="Cohort CSV to read the age range from (age_months)."),
     demo: bool = typer.Option(False, help="Write the demo model's card (Down syndrome only, not a medical device)."),
+    sign: Path | None = typer.Option(None, "--sign", help="Sign the pack with this Ed25519 private key (PEM)."),
 ) -> None:
     """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
     from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, read_model_pack
@@ -60,17 +71,24 @@ def export(
                        description=description)
     try:
         out = export_model_pack(run_dir, output, cfg)
+        signer = None
+        if sign is not None:
+            from gsscreen.packsign import sign_model_pack
+
+            signer = sign_model_pack(out, sign)
         info = read_model_pack(out).info
     except (ModelPackError, FileNotFoundError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
     size = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
     typer.echo(f"wrote {out} ({size / 1e6:.1f} MB): {info['backbone']}, {info['n_folds']} fold model(s), "
-               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})")
+               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})"
+               + (f"; signed with key {signer}" if signer else ""))
 
 
 def screen(
-    photos: list[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
+    photos: list[str] = typer.Argument(..., metavar="PHOTO",
+        help="Photos, folders (searched recursively) or glob patterns."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
@@ -79,6 +97,7 @@ def screen(
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
     face: str = typer.Option("largest", "--face", help="Which face: 'largest' (one row per photo; every face is "
                              "boxed in heatmaps/<photo>_faces.png) or 'all' (each face its own row)."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
 
@@ -88,7 +107,7 @@ def screen(
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
-    m = _load(model)
+    m = _load(model, trusted_key)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
                        workers=workers, face=face)
@@ -114,18 +133,21 @@ def serve(
                                       help="API token (Authorization: Bearer); required off loopback."),
     audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="A host name the app may be reached under "
+                                         "(besides localhost and IP addresses); repeat for several."),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
 
     cfg = ScreenAppConfig(model=str(model) if model else None, host=host, port=port, token=token,
-                          audit_db=str(audit_db), max_upload_mb=max_upload_mb)
+                          audit_db=str(audit_db), max_upload_mb=max_upload_mb, allowed_hosts=tuple(allow_host))
     try:
         check_bind(cfg)
     except ValueError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
-    m = _load(model)
+    m = _load(model, trusted_key)
     serve_app(cfg, m)
 
 

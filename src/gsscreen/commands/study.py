@@ -8,8 +8,9 @@ import typer
 
 
 def study(
-    cohort: Path = typer.Argument(..., help="Cohort CSV (image, label, subject_id, ...) or a folder with class "
-                                            "sub-folders (name them with --gs / --control)."),
+    cohort: Path = typer.Argument(..., metavar="COHORT",
+        help="Cohort CSV (image, label, subject_id, ...) or a folder with class "
+             "sub-folders (name them with --gs / --control)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (re-run the same command to resume)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Study config file (TOML or JSON) applied "
                                                                     "over the preset."),
@@ -22,11 +23,17 @@ def study(
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs per fold."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     external_controls: list[Path] = typer.Option(
-        [], "--external-controls", help="Folder or cohort CSV of photos that are all controls (repeatable); each "
-                                        "fold reports the share it calls GS."),
-    gs: list[str] = typer.Option(["down"], "--gs", help="GS sub-folder name(s) when COHORT is a folder."),
-    control: list[str] = typer.Option(["healthy"], "--control",
-                                      help="Control sub-folder name(s) when COHORT is a folder."),
+        [], "--external-controls", metavar="PATH",
+        help="Folder or cohort CSV of photos that are all controls (repeatable); each fold reports the share it "
+             "calls GS."),
+    gs: list[str] = typer.Option([], "--gs", metavar="FOLDER",
+        help="GS sub-folder name(s) when COHORT is a folder. Needed unless "
+             "it has two sub-folders and one is named like healthy or control."),
+    control: list[str] = typer.Option([], "--control", metavar="FOLDER",
+        help="Control sub-folder name(s) when COHORT is a folder."),
+    allow_random_init: bool = typer.Option(
+        False, "--allow-random-init", help="Go on from random weights when the backbone's pretrained weights are "
+                                           "missing (otherwise the study stops with an error)."),
     no_align: bool = typer.Option(False, "--no-align", help="Photos already are aligned face crops: skip MTCNN."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -34,9 +41,8 @@ def study(
     thresholds on validation, test, and compare with a logistic-regression baseline. Prints mean ± SD."""
     import pandas as pd
 
-    from gsscreen.cohort import CohortError, cohort_from_folders, load_cohort
+    from gsscreen.cohort import cohort_from_folders, folder_groups, load_cohort
     from gsscreen.training.config import build_config
-    from gsscreen.training.run_folder import RunFolderMismatch
     from gsscreen.training.study import run_study
 
     overrides: dict = {"backbone": backbone, "folds": folds, "seed": seed, "device": device}
@@ -46,24 +52,21 @@ def study(
         overrides["align"] = False
     if epochs is not None:
         overrides["train"] = {"epochs": epochs}
+    if allow_random_init:
+        overrides["allow_random_init"] = True
     try:
         cfg = build_config(preset, config, overrides)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    try:
-        if cohort.is_dir():
-            table = cohort_from_folders(cohort, gs=gs, control=control)
-            c = load_cohort(table, base_dir=cohort, progress=not quiet)
-        else:
-            c = load_cohort(cohort, progress=not quiet)
-    except (CohortError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    try:
-        result = run_study(c, out, cfg, progress=not quiet)
-    except RunFolderMismatch as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    if cohort.is_dir():
+        gs_dirs, control_dirs, note = folder_groups(cohort, gs, control)
+        if note:
+            typer.echo(note)
+        c = load_cohort(cohort_from_folders(cohort, gs=gs_dirs, control=control_dirs), base_dir=cohort,
+                        progress=not quiet)
+    else:
+        c = load_cohort(cohort, progress=not quiet)
+    result = run_study(c, out, cfg, progress=not quiet)
     with pd.option_context("display.width", 120):
         typer.echo(result.summary_table().to_string())
     typer.echo(f"\n{len(result.predictions)} photos tested, {len(result.failures)} left out "

@@ -43,7 +43,8 @@ def list_cmd() -> None:
 
 @weights_app.command("import-vggface")
 def import_vggface_cmd(
-    file: Path = typer.Argument(..., help="vgg_face_dag.pth, rcmalli_vggface_tf_vgg16.h5 or vgg_face_weights.h5."),
+    file: Path = typer.Argument(..., metavar="FILE",
+        help="vgg_face_dag.pth, rcmalli_vggface_tf_vgg16.h5 or vgg_face_weights.h5."),
     channel_order: str = typer.Option(
         None, "--channel-order", help="Input channel order the file's first conv expects: rgb or bgr "
         "(default: the format's known order: pth rgb, keras-vggface bgr, deepface rgb).",
@@ -56,8 +57,9 @@ def import_vggface_cmd(
     try:
         out = import_vggface(file, channel_order=channel_order)
     except (WeightsError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        from gsscreen.errors import GsscreenError
+
+        raise GsscreenError(str(exc)) from exc
     import json
 
     meta = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -82,8 +84,9 @@ def convert_facenet_cmd(
     try:
         out = convert_facenet(dest=out)
     except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        from gsscreen.errors import GsscreenError
+
+        raise GsscreenError(str(exc)) from exc
     typer.echo(f"converted FaceNet in {time.perf_counter() - t0:.1f} s -> {out}")
 
 

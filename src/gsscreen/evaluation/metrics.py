@@ -56,7 +56,7 @@ def check_labels(y_true: ArrayLike, name: str = "y_true") -> np.ndarray:
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must contain only 0 (control) and 1 (GS); found {y[i]!r} at index {i}")
+        raise ValueError(f"{name} must contain only 0 (control) and 1 (GS); found {y[i].item()!r} at index {i}")
     return y.astype(np.int8)
 
 
@@ -73,7 +73,7 @@ def check_scores(p: ArrayLike, n: int, name: str = "p_gs") -> np.ndarray:
     bad = ~np.isfinite(s)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must be finite; found {s[i]!r} at index {i} ({int(bad.sum())} bad value(s))")
+        raise ValueError(f"{name} must be finite; found {s[i].item()!r} at index {i} ({int(bad.sum())} bad value(s))")
     return s
 
 
@@ -118,14 +118,15 @@ def auc_mann_whitney(y_true: ArrayLike, p_gs: ArrayLike) -> float:
 def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     """2×2 counts ``[[tn, fp], [fn, tp]]`` (rows = truth control/GS, columns = call control/GS).
 
-    Same layout as ``sklearn.metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])``.
+    This is ``sklearn.metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])`` after the labels are checked.
     """
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
     y = check_labels(y_true)
     c = check_labels(y_pred, "y_pred")
     if c.shape != y.shape:
         raise ValueError(f"y_pred has {c.shape[0]} values but y_true has {y.shape[0]}")
-    counts = np.bincount(2 * y.astype(np.int64) + c, minlength=4)
-    return counts.reshape(2, 2)
+    return sk_confusion(y, c, labels=[0, 1]).astype(np.int64)
 
 
 def _ratio(num: float, den: float) -> float:

@@ -93,18 +93,13 @@ def roc_points(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.n
     Returns:
         ``(fpr, tpr, thresholds)``, each ``(k + 1,)`` for ``k`` distinct scores; thresholds descend from
         ``+inf`` (nothing called GS) and point ``i`` calls GS every photo with ``p >= thresholds[i]``.
-        Same as ``sklearn.metrics.roc_curve(y, p, drop_intermediate=False)``.
+        This is ``sklearn.metrics.roc_curve(y, p, drop_intermediate=False)`` after the labels are checked.
     """
+    from sklearn.metrics import roc_curve
+
     yy, s = check_labels_scores(y, p, score_name="p")
-    u, inv = np.unique(s, return_inverse=True)
-    inv = inv.ravel()
-    k = u.size
-    pos = np.bincount(inv[yy == 1], minlength=k)[::-1]  # per distinct score, highest first
-    neg = np.bincount(inv[yy == 0], minlength=k)[::-1]
-    tpr = np.concatenate([[0.0], np.cumsum(pos) / pos.sum()])
-    fpr = np.concatenate([[0.0], np.cumsum(neg) / neg.sum()])
-    thresholds = np.concatenate([[np.inf], u[::-1]])
-    return fpr, tpr, thresholds
+    fpr, tpr, thresholds = roc_curve(yy, s, drop_intermediate=False)
+    return fpr.astype(np.float64), tpr.astype(np.float64), thresholds.astype(np.float64)
 
 
 def _class_bins(s: np.ndarray) -> tuple[np.ndarray, int]:
@@ -499,17 +494,18 @@ def pooled_roc_summary(
     seed: int = 0,
     conf: float = 0.95,
     specificities: ArrayLike = DEFAULT_SPECIFICITIES,
-    n_boot_auc: int = 2000,
+    n_boot_auc: int | None = None,
 ) -> dict[str, Any]:
     """Everything the run folder's ``metrics.json`` needs about the pooled ROC, as plain JSON types.
 
     Keys: ``n, n_gs, n_control, auc``, ``auc_ci_delong`` {lo, hi, se, conf}, ``auc_ci_bootstrap`` {lo, hi,
     median, n_boot, conf}, ``band`` (:meth:`RocBand.to_dict`, ``n_boot`` replicates) and ``roc`` {fpr, tpr}
-    (all points of the empirical curve).
+    (all points of the empirical curve). The AUC's bootstrap uses ``n_boot_auc`` replicates (default: ``n_boot``,
+    the study's ``n_bootstrap``).
     """
     yy, s = check_labels_scores(y, p, score_name="p")
     d = auc_ci_delong(yy, s, conf)
-    b = auc_ci_bootstrap(yy, s, n_boot=n_boot_auc, seed=seed, conf=conf)
+    b = auc_ci_bootstrap(yy, s, n_boot=n_boot if n_boot_auc is None else n_boot_auc, seed=seed, conf=conf)
     band = roc_ci_band(yy, s, n_boot=n_boot, specificities=specificities, seed=seed, conf=conf)
     fpr, tpr, _ = roc_points(yy, s)
     return {

@@ -35,6 +35,39 @@ class NoFaceError(GsscreenError):
         self.file = file
 
 
+class UnsuitablePhotoError(NoFaceError):
+    """A photo whose shape cannot hold a face worth screening (a sliver, a strip); refused before any detection."""
+
+
+# Bounded work for any photo (issue #11: a 1600×40 strip took 82 s and 3.5 GB, a 10000×1 one asked OpenCV for
+# 77 GB). Every detection attempt gets an image of at most DETECT_BUDGET × max_side² pixels, whatever the photo.
+#: shorter side below this (px, as given to align_face) → refused: MTCNN's smallest window is 12 px and a face
+#: needs room around it; a thumbnail this small carries no facial detail to screen.
+MIN_PHOTO_SIDE = 24
+#: long side / short side above this → refused: no portrait (nor phone panorama of one child) is this elongated,
+#: and retrying such a strip upscaled and padded is what made the work unbounded.
+MAX_ASPECT = 6.0
+#: the upscaling retry enlarges at most this much (160 px is reached from 40 px; smaller photos stay smaller).
+MAX_UPSCALE = 4.0
+#: pixels of any detection attempt ≤ this × max_side² (2.56 = a square photo at max_side padded by 0.3 each side,
+#: the largest ordinary retry, so normal photos are searched exactly as before).
+DETECT_BUDGET = 2.6
+
+
+def check_photo_shape(h: int, w: int) -> None:
+    """Raise :class:`UnsuitablePhotoError` (with the reason in words) for a photo of ``h``×``w`` px that is too
+    small or too elongated for face detection to mean anything (see :data:`MIN_PHOTO_SIDE`, :data:`MAX_ASPECT`)."""
+    short, long_ = min(h, w), max(h, w)
+    if short < MIN_PHOTO_SIDE:
+        raise UnsuitablePhotoError(
+            f"the photo is {w}×{h} px: its shorter side is too small to hold a face "
+            f"(at least {MIN_PHOTO_SIDE} px needed); send the original photo")
+    if long_ > MAX_ASPECT * short:
+        raise UnsuitablePhotoError(
+            f"the photo is {w}×{h} px: {long_ / short:.0f} times as long as it is wide, not a portrait "
+            f"(at most {MAX_ASPECT:g}:1); crop it around the child's face")
+
+
 @dataclass
 class AlignConfig:
     """Settings of face alignment (saved as ``config.json`` with every alignment run).
@@ -267,8 +300,14 @@ def _resize_variant(image: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray
     return out, np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
 
 
+def _pad_px(h: int, w: int, frac: float) -> int:
+    # The border is meant for a face that fills the frame, whose size is about the *shorter* side; a fraction of
+    # the long side (as up to 2:1) would grow without bound with the aspect ratio.
+    return max(1, round(frac * min(max(h, w), 2 * min(h, w))))
+
+
 def _pad_variant(image: np.ndarray, frac: float, mode: str = "replicate") -> tuple[np.ndarray, np.ndarray]:
-    p = max(1, round(frac * max(image.shape[:2])))
+    p = _pad_px(*image.shape[:2], frac)
     # Replicated or mirrored edges extend hair/skin/background naturally, so a face that fills the frame gets
     # the context P-Net's 12-px window and O-Net's box regression expect; a constant frame would add hard edges.
     out = cv2.copyMakeBorder(image, p, p, p, p, _PAD_MODES[mode])
@@ -300,7 +339,15 @@ def _variants(image: np.ndarray, cfg: AlignConfig) -> list[tuple[str, Callable[[
     long_side = max(h, w)
     base_s = min(1.0, cfg.max_side / long_side)
     # Small photos are also tried enlarged: P-Net cannot see faces under ~12 px, O-Net likes > 48 px.
-    up_s = cfg.upscale_below / min(h, w) if min(h, w) * base_s < cfg.upscale_below else 0.0
+    up_s = min(cfg.upscale_below / min(h, w), MAX_UPSCALE) if min(h, w) * base_s < cfg.upscale_below else 0.0
+    budget = DETECT_BUDGET * cfg.max_side**2
+
+    def bounded(s: float, frac: float) -> float:
+        """``s`` reduced so the photo scaled by ``s`` and padded by ``frac`` has at most ``budget`` pixels."""
+        hs, ws = h * s, w * s
+        p = frac * min(max(hs, ws), 2 * min(hs, ws))
+        n = (hs + 2 * p) * (ws + 2 * p)
+        return s * min(1.0, math.sqrt(budget / n)) if n > 0 else s
 
     def base() -> tuple[np.ndarray, np.ndarray]:
         if base_s < 1.0:
@@ -308,10 +355,11 @@ def _variants(image: np.ndarray, cfg: AlignConfig) -> list[tuple[str, Callable[[
         return image, np.array([[1.0, 0, 0], [0, 1.0, 0]])
 
     def padded(scale_first: float | None = None, frac: float = 0.3, mode: str = "replicate"):
-        if scale_first:
-            img, a = _resize_variant(image, scale_first)
+        s = bounded(scale_first or base_s, frac)
+        if s != 1.0:
+            img, a = _resize_variant(image, s)
         else:
-            img, a = base()
+            img, a = image, np.array([[1.0, 0, 0], [0, 1.0, 0]])
         img2, b = _pad_variant(img, frac, mode)
         return img2, _compose(a, b)
 
@@ -449,6 +497,7 @@ def align_face(image: np.ndarray, cfg: AlignConfig | None = None) -> AlignedFace
         raise ValueError(f"align_face needs an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
     if image.shape[2] == 4:
         image = image[..., :3]
+    check_photo_shape(*image.shape[:2])
     image = np.ascontiguousarray(image)
     from gsscreen.faces.orientation import find_upright_face
 

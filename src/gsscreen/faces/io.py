@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,17 +104,22 @@ def load_image_scaled(
     src: str | Path | bytes,
     max_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_shape: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Read a photo, optionally reduced so its longer side is at most about ``max_side`` px.
 
     Returns ``(image, factor)``: image (H, W, 3) uint8 RGB, EXIF-upright; ``factor`` = original size / returned
     size (1.0 when not reduced), so ``original_px = returned_px * factor``. JPEGs are decoded at reduced size
     directly (only power-of-two reductions that keep the long side ≥ ``max_side``), then resized with area averaging.
-    Raises :class:`ImageError` naming the file and the problem.
+    Raises :class:`ImageError` naming the file and the problem. ``check_shape(h, w)``, when given, is called with
+    the stored size before any pixel is decoded (e.g. :func:`gsscreen.faces.align.check_photo_shape`); what it
+    raises propagates.
     """
     name = _describe(src)
     im = _open(src, name, max_pixels)
     try:
+        if check_shape is not None:
+            check_shape(im.size[1], im.size[0])
         orig_long = max(im.size)
         try:
             if max_side is not None and im.format == "JPEG" and orig_long > max_side:
@@ -128,6 +134,15 @@ def load_image_scaled(
             raise ImageError(name, f"corrupt image data ({msg})") from exc
         except Image.DecompressionBombError as exc:  # pragma: no cover - caught at open
             raise ImageError(name, f"image too large ({exc})") from exc
+        k = orig_long // max_side if max_side is not None else 1
+        if k >= 2 and im.format != "JPEG":
+            # Box-reduce in Pillow before the array copy: a 40-MP PNG then costs its decoded bytes once, not three
+            # times (the long side stays >= max_side, and the area resize below finishes the job).
+            try:
+                full, im = im, im.reduce(k)
+                full.close()
+            except (ValueError, NotImplementedError):  # modes reduce() does not handle (e.g. P): full-size path
+                pass
         try:
             upright = ImageOps.exif_transpose(im)
         except Exception:  # broken EXIF must not lose the photo: keep it as stored

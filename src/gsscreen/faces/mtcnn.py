@@ -25,6 +25,10 @@ import numpy as np
 
 _PNET_STRIDE = 2
 _PNET_CELL = 12
+#: P-Net proposals kept per pyramid level and in all (the best-scoring ones). A real face yields a few dozen; noise
+#: or a texture at low thresholds can yield tens of thousands, and greedy NMS is quadratic in the count (a
+#: 1600×40 noise strip took 55 s). Keeping the best few thousand bounds that work without losing a face.
+MAX_PROPOSALS = 2000
 
 
 @dataclass
@@ -178,6 +182,9 @@ class MTCNN:
             rows, cols = np.nonzero(prob >= threshold)
             if rows.size == 0:
                 continue
+            if rows.size > MAX_PROPOSALS:
+                top = np.argsort(-prob[rows, cols], kind="stable")[:MAX_PROPOSALS]
+                rows, cols = rows[top], cols[top]
             boxes = np.stack(
                 [
                     _PNET_STRIDE * cols / s,
@@ -194,6 +201,8 @@ class MTCNN:
         if not found:
             return np.zeros((0, 5), np.float32)
         allb = np.concatenate(found)
+        if len(allb) > MAX_PROPOSALS:
+            allb = allb[np.argsort(-allb[:, 4], kind="stable")[:MAX_PROPOSALS]]
         keep = nms(allb[:, :4], allb[:, 4], 0.7, "union")
         allb = allb[keep]
         boxes = _square(_regress(allb[:, :4], allb[:, 5:9]))

@@ -3,7 +3,7 @@ per-fold ROC curves, the confusion matrix, and per-fold metrics.
 
 Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no GUI backend, no global
 state, safe in threads and on headless servers); :func:`save_figure` writes it as a 300 dpi PNG (print
-resolution) and an SVG with text as paths (renders the same everywhere, no fonts needed).
+resolution) and an SVG whose text stays editable text (``svg.fonttype = 'none'``).
 
 Colours follow the Okabe–Ito palette, which stays distinguishable under the common colour-vision deficiencies;
 roles are told apart by marker shape as well as colour, so the figures also survive greyscale printing.
@@ -66,7 +66,8 @@ _RC = {
     "ytick.labelsize": 7.5,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "svg.fonttype": "path",
+    # Text stays text in the SVG (editable in Illustrator/Inkscape, as journals ask); the PNG is unaffected.
+    "svg.fonttype": "none",
     "svg.hashsalt": "gsscreen-report",  # stable SVG ids: the same run gives byte-identical figures
 }
 
@@ -137,7 +138,23 @@ def roc_figure(
     """
     with matplotlib.rc_context(_RC):
         fig = _new_figure(4.6, 4.4)
-        ax = fig.add_subplot()
+        draw_roc(fig.add_subplot(), fpr, tpr, auc, auc_ci, band, readers, band_label, title)
+    return fig
+
+
+def draw_roc(
+    ax: matplotlib.axes.Axes,
+    fpr: np.ndarray,
+    tpr: np.ndarray,
+    auc: float,
+    auc_ci: tuple[float, float] | None = None,
+    band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    readers: Sequence[ReaderPoint] = (),
+    band_label: str = "95% CI (bootstrap)",
+    title: str | None = None,
+) -> None:
+    """:func:`roc_figure` drawn on ``ax`` (for multi-panel figures)."""
+    with matplotlib.rc_context(_RC):
         _style_roc_axes(ax)
         if band is not None:
             gx, lo, hi = (np.asarray(a, dtype=float) for a in band)
@@ -163,14 +180,19 @@ def roc_figure(
         ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="#cccccc")
         if title:
             ax.set_title(title)
-    return fig
 
 
 def fold_roc_figure(curves: Sequence[FoldCurve], title: str | None = "ROC per test fold") -> Figure:
     """One ROC curve per fold, each with its AUC in the legend."""
     with matplotlib.rc_context(_RC):
         fig = _new_figure(4.6, 4.4)
-        ax = fig.add_subplot()
+        draw_fold_roc(fig.add_subplot(), curves, title)
+    return fig
+
+
+def draw_fold_roc(ax: matplotlib.axes.Axes, curves: Sequence[FoldCurve], title: str | None = None) -> None:
+    """:func:`fold_roc_figure` drawn on ``ax``."""
+    with matplotlib.rc_context(_RC):
         _style_roc_axes(ax)
         for k, c in enumerate(curves):
             colour = FOLD_COLOURS[k % len(FOLD_COLOURS)]
@@ -179,7 +201,6 @@ def fold_roc_figure(curves: Sequence[FoldCurve], title: str | None = "ROC per te
         ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="#cccccc")
         if title:
             ax.set_title(title)
-    return fig
 
 
 def confusion_figure(
@@ -192,14 +213,22 @@ def confusion_figure(
     counts: ``(2, 2)`` integers, ``counts[i, j]`` = photos of true class i called class j. Each cell shows the
     count and its share of the row (so the diagonal reads as specificity and sensitivity).
     """
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(3.6, 3.2)
+        draw_confusion(fig.add_subplot(), counts, labels, title)
+    return fig
+
+
+def draw_confusion(
+    ax: matplotlib.axes.Axes, counts: np.ndarray, labels: Sequence[str] = ("control", "GS"), title: str | None = None
+) -> None:
+    """:func:`confusion_figure` drawn on ``ax``."""
     m = np.asarray(counts, dtype=float)
     if m.shape != (2, 2):
         raise ValueError(f"confusion counts must be 2×2, got shape {m.shape}")
     row_sum = m.sum(axis=1, keepdims=True)
     share = np.divide(m, row_sum, out=np.zeros_like(m), where=row_sum > 0)
     with matplotlib.rc_context(_RC):
-        fig = _new_figure(3.6, 3.2)
-        ax = fig.add_subplot()
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(2):
             for j in range(2):
@@ -213,7 +242,6 @@ def confusion_figure(
             s.set_visible(False)
         if title:
             ax.set_title(title)
-    return fig
 
 
 def fold_metrics_figure(
@@ -226,10 +254,23 @@ def fold_metrics_figure(
 
     per_fold: one mapping per fold, metric name -> value in 0–1 (missing or NaN values are left out).
     """
-    folds = list(folds) if folds is not None else list(range(1, len(per_fold) + 1))
     with matplotlib.rc_context(_RC):
         fig = _new_figure(6.4, 3.2)
-        ax = fig.add_subplot()
+        draw_fold_metrics(fig.add_subplot(), per_fold, metrics, folds, title)
+    return fig
+
+
+def draw_fold_metrics(
+    ax: matplotlib.axes.Axes,
+    per_fold: Sequence[Mapping[str, float]],
+    metrics: Sequence[str] = ("accuracy", "recall", "specificity", "precision", "f1", "auc"),
+    folds: Sequence[int] | None = None,
+    title: str | None = None,
+    legend_outside: bool = True,
+) -> None:
+    """:func:`fold_metrics_figure` drawn on ``ax``."""
+    folds = list(folds) if folds is not None else list(range(1, len(per_fold) + 1))
+    with matplotlib.rc_context(_RC):
         x = np.arange(len(metrics))
         for j, name in enumerate(metrics):
             vals = np.array([float(f.get(name, np.nan)) for f in per_fold], dtype=float)
@@ -250,9 +291,39 @@ def fold_metrics_figure(
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("Value (bar: mean ± SD)")
         ax.grid(True, axis="y", lw=0.4, color="#e5e5e5", zorder=0)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        if legend_outside:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        else:
+            ax.legend(loc="lower left", ncols=min(len(per_fold), 5), frameon=False, fontsize=6.5)
         if title:
             ax.set_title(title)
+
+
+def panel_figure(
+    nums_roc: dict, curves: Sequence[FoldCurve], counts: np.ndarray, per_fold: Sequence[Mapping[str, float]],
+    folds: Sequence[int] | None = None,
+) -> Figure:
+    """The main results as one multi-panel figure with panel letters: A pooled ROC with its band (and the
+    physicians), B ROC per fold, C confusion matrix, D metrics per fold.
+
+    ``nums_roc``: the keyword arguments of :func:`draw_roc` (``fpr, tpr, auc, auc_ci, band, readers,
+    band_label``).
+    """
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(7.2, 7.6)
+        grid = fig.add_gridspec(2, 2, height_ratios=(1.15, 1.0))
+        a, b = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        c, d = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+        draw_roc(a, **nums_roc)
+        draw_fold_roc(b, curves)
+        draw_confusion(c, counts)
+        draw_fold_metrics(d, per_fold, metrics=("accuracy", "recall", "specificity", "auc"), folds=folds,
+                          legend_outside=False)
+        d.set_xticks(d.get_xticks(), ["Acc.", "Sens.", "Spec.", "AUC"])
+        for letter, ax in zip("ABCD", (a, b, c, d), strict=True):
+            # Bold capital letters at the top-left corner outside the axes, as journals set them.
+            ax.text(-0.16, 1.04, letter, transform=ax.transAxes, fontsize=12, fontweight="bold", va="bottom",
+                    ha="left")
     return fig
 
 

@@ -101,8 +101,10 @@ class Table:
         return any(str(h) for h in self.header)
 
     def to_frame(self) -> pd.DataFrame:
-        cols = [h if str(h) else f"column {i + 1}" for i, h in enumerate(self.header)]
-        return pd.DataFrame(self.rows, columns=cols)
+        width = max(len(self.header), max((len(r) for r in self.rows), default=0))
+        head = [*self.header, *[""] * (width - len(self.header))]
+        cols = [h if str(h) else f"column {i + 1}" for i, h in enumerate(head)]
+        return pd.DataFrame([[*r, *[""] * (width - len(r))] for r in self.rows], columns=cols)
 
 
 def make_table(

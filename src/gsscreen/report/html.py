@@ -151,7 +151,7 @@ def _jpeg_uri(path: Path, quality: int = 88) -> str:
 # ----------------------------------------------------------------------------------------------------- sections
 
 
-def cohort_section(run: RunData) -> Section:
+def cohort_section(run: RunData, flow: Any = None, flow_fig: F.SavedFigure | None = None) -> Section:
     pred = run.predictions
     n_gs, n_ctrl = int((pred["y"] == 1).sum()), int((pred["y"] == 0).sum())
     rows: list[tuple[str, str]] = [
@@ -177,6 +177,15 @@ def cohort_section(run: RunData) -> Section:
         )
         ctx["failures"] = frame_table("left_out_photos", fails[cols].head(30))
         ctx["failures_more"] = f" (first 30 of {n_fail})" if n_fail > 30 else ""
+    if flow is not None:
+        from gsscreen.report.flow import flow_rows
+
+        ctx["flow_table"] = make_table("participant_flow", ["", "GS", "Control", "Class unknown", "Total"],
+                                       flow_rows(flow), caption="Participant flow (photos)", notes=flow.notes)
+        if flow_fig is not None:
+            ctx["flow_figure"] = figure(flow_fig, "Participant flow diagram",
+                                        f"Participant flow (STARD-style), from the {flow.source}, failures.csv and "
+                                        "predictions.csv.", width="640px")
     ctx.update(_table1(run))
     return Section("cohort", "Cohort", "sections/cohort.html.j2", ctx)
 
@@ -368,6 +377,11 @@ def performance_section(
         "external": _external_table(run.metrics, run.folds),
         "external_note": "No external control set was evaluated in this run.",
     }
+    if "main" in saved:
+        figs["main"] = figure(saved["main"], "Multi-panel figure", "A: pooled ROC with its bootstrap band (and the "
+                              "physicians). B: ROC per test fold. C: confusion matrix (each photo at its fold's "
+                              "threshold). D: metrics per fold, mean ± SD. Editable SVG: report/figures/"
+                              "figure_main.svg.", width="760px")
     return Section("performance", "Performance", "sections/performance.html.j2", ctx)
 
 
@@ -382,7 +396,8 @@ def config_section(run: RunData, saved: Mapping[str, F.SavedFigure], table_files
         return json.dumps(d, indent=2, sort_keys=True, default=str) if d else f"({name} not found)"
 
     ctx = {
-        "figure_files": ", ".join(f"{s.name}.png / .svg" for s in saved.values()),
+        "figure_files": ", ".join(f"{s.name}.png / .svg" for s in saved.values())
+        + " (SVG text stays editable)",
         "table_files": table_files,
         "config": pretty(run.config, "config.json"),
         "versions": pretty(run.versions, "versions.json"),
@@ -397,7 +412,7 @@ def build_report(
     run_dir: str | Path,
     out: str | Path | None = None,
     readers_csv: str | Path | None = None,
-    cover_eyes: bool = False,
+    cover_eyes: bool = True,
     gallery: str = "gs",
     max_gallery: int | None = 48,
     cohort_csv: str | Path | None = None,
@@ -405,6 +420,8 @@ def build_report(
     seed: int = 0,
     include_incomplete_readers: bool = False,
     reader_group_column: str | None = None,
+    subgroups: Sequence[str] = (),
+    prevalence: float | None = None,
 ) -> Path:
     """Write the study report of ``run_dir`` as one self-contained HTML file; returns its path.
 
@@ -415,7 +432,7 @@ def build_report(
         readers_csv: physicians' answers (``reader, role, photo, answer[, confidence]``, as the reader-study app
             exports): adds their rows to Table 2 and their points to the ROC figure.
         cover_eyes: cover the eyes with a grey bar in every exported picture of a face (the Grad-CAM overlays and
-            gallery), as the paper did.
+            gallery), as the paper did; on by default (children's faces in a supplement), False to show them.
         gallery: Grad-CAM gallery of the ``"gs"`` photos, ``"all"`` test photos, or ``"none"``.
         max_gallery: at most this many Grad-CAM maps (None = all).
         cohort_csv: the cohort table for Table 1 (default: found from config.json / next to the run).
@@ -424,6 +441,8 @@ def build_report(
             statistics (κ, group means, MRMC); by default they are flagged and left out.
         reader_group_column: readers-CSV column that groups physicians (default: group / experience / seniority
             / level / role, the first present).
+        subgroups: cohort columns to report results by (besides syndrome, age band and sex).
+        prevalence: GS prevalence of the intended population, for PPV / NPV there and the decision curve.
     """
     if gallery not in GALLERY_CHOICES:
         raise ValueError(f"gallery must be one of {', '.join(GALLERY_CHOICES)}, got {gallery!r}")
@@ -455,23 +474,62 @@ def build_report(
         F.fold_metrics_figure(nums.per_fold, folds=[m["fold"] for m in nums.per_fold]), fig_dir, "fold_metrics"
     )
 
-    sections = [cohort_section(run), performance_section(run, nums, readers, saved)]
+    roc_kwargs = {"fpr": nums.pooled_fpr, "tpr": nums.pooled_tpr, "auc": nums.auc, "auc_ci": auc_ci,
+                  "band": (band.fpr, band.lo, band.hi), "readers": readers.points if readers else (),
+                  "band_label": f"{band.conf:.0%} CI (bootstrap)"}
+    saved["main"] = F.save_figure(
+        F.panel_figure(roc_kwargs, nums.fold_curves, nums.confusion, nums.per_fold,
+                       folds=[m["fold"] for m in nums.per_fold]), fig_dir, "figure_main")
+
+    from gsscreen.report.flow import flow_figure, participant_flow
+
+    flow = participant_flow(run)
+    saved["flow"] = F.save_figure(flow_figure(flow), fig_dir, "participant_flow")
+
+    sections = [cohort_section(run, flow, saved["flow"]), performance_section(run, nums, readers, saved)]
     if readers is not None and readers.study is not None:
         from gsscreen.report.readers import study_context
 
         sections.append(Section("readers", "Physicians as a group", "sections/readers.html.j2",
                                 study_context(readers, nums)))
+    from gsscreen.report.evidence import evidence_sections
+
+    sections += [Section(**d) for d in evidence_sections(run, fig_dir, subgroups, prevalence, n_boot=max(n_boot, 1000),
+                                                         seed=seed)]
     if gallery != "none":
         sections.append(gradcam_section(run, report_dir, fig_dir, gallery, max_gallery, cover_eyes))
     sections.append(config_section(run, saved))
-
-    body = render_report(
-        sections,
+    write_report(
+        sections, out_path, report_dir,
         run_name=run.run_dir.name,
         version=_version(),
         synthetic_note=_strip_prefix(run.synthetic_note, "SYNTHETIC COHORT:") if run.synthetic_note else "",
+        random_init_note=str(run.metrics.get("random_init_note") or ""),  # trained without its pretrained weights
         problems=list(run.problems),
     )
+    return out_path
+
+
+def write_report(sections: list[Section], out_path: Path, report_dir: Path, **page: Any) -> Path:
+    """Finish a report: append the TRIPOD+AI checklist (pointing at the sections present), write every table as
+    CSV, LaTeX and DOCX under ``report_dir/tables/``, and render the HTML to ``out_path``.
+
+    ``page``: the frame's values (see :func:`render_report`). Used by every command that writes a report.
+    """
+    from gsscreen.report.publish import checklist_rows, checklist_table, export_tables
+
+    for i, s in enumerate(sections, start=1):
+        s.number = i
+    rows = checklist_rows(sections)
+    sections.append(Section("tripod", "TRIPOD+AI checklist", "sections/tripod.html.j2",
+                            {"rows": rows, "table": checklist_table(rows)}))
+    tables = [t for s in sections for t in s.tables()]
+    written = export_tables(tables, report_dir / "tables")
+    names = sorted({p.stem for p in written if p.suffix == ".csv"})
+    for s in sections:
+        if s.id == "software":
+            s.ctx["table_files"] = ", ".join(names) + " (and all_tables.docx)" if names else ""
+    body = render_report(sections, **page)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(body, encoding="utf-8")
     return out_path

@@ -125,7 +125,7 @@ def model_numbers(run: RunData, n_boot: int = 200, seed: int = 0) -> ModelNumber
         band_from = "recomputed"
         band = roc_ci_band(y_all, p_all, n_boot=n_boot, seed=seed)
         d = auc_ci_delong(y_all, p_all)
-        b = auc_ci_bootstrap(y_all, p_all, n_boot=2000, seed=seed)
+        b = auc_ci_bootstrap(y_all, p_all, n_boot=n_boot, seed=seed)
         auc, delong, boot = d.auc, (d.lo, d.hi), (b.lo, b.hi)
     conf = confusion_matrix(y_all, pred["called"].to_numpy())
     return ModelNumbers(per_fold, summary, fpr, tpr, auc, delong, boot, band, band_from, conf, curves)

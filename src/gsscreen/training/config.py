@@ -95,11 +95,16 @@ class FineTuneConfig:
         head_epochs: epochs of stage 1 (head only).
         unfreeze_stages: body stages trained in stage 2 (0 = none, -1 = all).
         body_lr_factor: learning-rate multiplier of the body stages in stage 2.
+        update_batchnorm: let the BatchNorm layers of trained *pretrained* body stages re-estimate their
+            statistics from training batches. False (default) keeps the imported statistics: VGG-Face's BNs are
+            exact identities carrying the original conv biases, and batch statistics of a small cohort would turn
+            the network into something else at the first step. A random-init body always learns its own.
     """
 
     head_epochs: int = 5
     unfreeze_stages: int = 0
     body_lr_factor: float = 0.1
+    update_batchnorm: bool = False
 
 
 @dataclass
@@ -139,14 +144,36 @@ class TrainConfig:
 
 
 @dataclass
+class GroupingConfig:
+    """Which photos the splits keep together beyond subject ids, identical bytes and near-duplicate chains.
+
+    Attributes:
+        likely_same_child: when some photos have no ``subject_id``, cluster all photos by FaceNet cosine similarity
+            (``gsscreen.identity``) and keep each cluster in one subset. Needs the pretrained FaceNet weights (the
+            study warns and goes on without it when they are missing).
+        threshold: cosine similarity at or above which two photos are linked (calibrated in
+            ``benchmarks/bench_identity.py``).
+        audit: count test photos with a close FaceNet neighbour in their fold's training subsets (the report's
+            leakage audit), with or without grouping.
+    """
+
+    likely_same_child: bool = True
+    threshold: float = 0.80
+    audit: bool = True
+
+
+@dataclass
 class StudyConfig:
     """One cross-validated study: alignment, splits, training per fold, thresholds, metrics, baseline.
 
     Attributes:
         backbone: registered backbone name (``gsscreen weights list``); ``facenet`` by default, ``vgg16`` in the
             paper, ``tiny`` for tests.
-        pretrained: load the backbone's offline pretrained weights (when missing the study warns and continues
-            from random init; ``versions.json`` records which).
+        pretrained: load the backbone's offline pretrained weights. When they are missing the study stops with
+            an error, unless ``allow_random_init``; ``metrics.json`` records whether they loaded
+            (``pretrained_loaded``).
+        allow_random_init: go on from random init when ``pretrained`` weights are missing (a warning on the
+            console, ``pretrained = false`` in ``config.json``, and the report's header says so).
         folds: number of cross-validation folds; each fold tests one subset, validates on the next, trains on the
             rest (5 → train:val:test = 3:1:1 as in the paper).
         seed: seeds the split, augmentation, sampling, dropout and initialisation; same seed → same results.
@@ -168,10 +195,12 @@ class StudyConfig:
         baseline: also fit a logistic regression on frozen backbone embeddings with the same splits and threshold
             rule, reported beside the model.
         n_bootstrap: bootstrap iterations for the pooled ROC band and AUC CI (paper-style: 200).
+        grouping: likely-same-child grouping of the splits and the leakage audit.
     """
 
     backbone: str = "facenet"
     pretrained: bool = True
+    allow_random_init: bool = False
     folds: int = 5
     seed: int = 0
     image_size: int | None = None
@@ -186,6 +215,7 @@ class StudyConfig:
     external_controls: list[str] = field(default_factory=list)
     baseline: bool = True
     n_bootstrap: int = 200
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
     def validate(self) -> StudyConfig:
         """Raise ``ValueError`` naming the field when a value is out of range; returns ``self``."""
@@ -214,6 +244,8 @@ class StudyConfig:
             problems.append(f"augment.frame_p={self.augment.frame_p}: a probability, 0 to 1")
         if not 0 <= self.augment.frame_max < 0.5:
             problems.append(f"augment.frame_max={self.augment.frame_max}: need 0 <= frame_max < 0.5")
+        if not 0 < self.grouping.threshold <= 1:
+            problems.append(f"grouping.threshold={self.grouping.threshold}: a cosine similarity in (0, 1]")
         if self.train.triplet_weight < 0:
             problems.append("train.triplet_weight must be >= 0")
         if problems:
@@ -254,6 +286,7 @@ def preset(name: str) -> StudyConfig:
                 n_views=2,
             ),
             n_bootstrap=50,
+            grouping=GroupingConfig(likely_same_child=False, audit=False),  # synthetic faces; keep tests fast
             threads=1,  # tiny tensors: one thread beats two (no OpenMP hand-off, no spinning on busy machines)
         )
     if name == "paper":

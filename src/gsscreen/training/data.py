@@ -72,7 +72,12 @@ def load_crops(
             if keys is not None:
                 keys.append(_bytes_key(data))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            failures.append((str(p), f"cannot read image: {exc}"))
+            from gsscreen.errors import describe_image_error, describe_os_error
+
+            # A file-system error names the file (errno set); anything else is the image data itself.
+            fs = isinstance(exc, OSError) and exc.errno is not None and not isinstance(exc, UnidentifiedImageError)
+            plain = describe_os_error(exc).removeprefix(f"{p}: ") if fs else describe_image_error(exc)
+            failures.append((str(p), f"cannot read image: {plain}"))
         if progress is not None:
             progress(1)
     return out[: len(ok)].clone(), ok, failures

@@ -47,6 +47,8 @@ class ModelPlan:
     ``unfreeze_from``: first body index trained in stage 2 (``len(body)`` = the body never trains).
     ``init_seed``: torch seed set before ``create_model`` (the same for all folds, so a random-init frozen body
     matches the one the feature cache was computed with).
+    ``update_batchnorm``: trained stages of a *pretrained* body re-estimate BatchNorm statistics from batches
+    (False: they keep the imported ones; see ``FineTuneConfig.update_batchnorm``).
     """
 
     backbone: str
@@ -55,6 +57,7 @@ class ModelPlan:
     input_index: int
     unfreeze_from: int
     init_seed: int
+    update_batchnorm: bool = False
 
     def build(self) -> nn.Module:
         from gsscreen.models.registry import create_model
@@ -107,6 +110,10 @@ class TrainNet(nn.Module):
         super().train(mode)
         trainable = set(self.trainable_body())
         frozen_bn = bool(getattr(self.model.spec, "frozen_batchnorm", False))  # type: ignore[union-attr]
+        # Imported statistics stay (VGG-Face's BNs are identities holding the conv biases): batch statistics of a
+        # small cohort would make the network stop being the pretrained one at the first step.
+        frozen_bn = frozen_bn or (bool(getattr(self.model, "pretrained_loaded", False))
+                                  and not self.plan.update_batchnorm)
         for i in range(self.n_body):
             m = self.model.body[i]  # type: ignore[index]
             if i not in trainable:

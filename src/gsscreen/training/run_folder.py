@@ -7,7 +7,8 @@ Layout (``RUN_DIR``)::
     versions.json          python, torch, numpy, gsscreen, platform, git commit
     study.log              log of every run on this folder (appended)
     failures.csv           photos left out (unreadable, no face, cohort problems): file, problem, stage
-    splits.csv             photo, subject, label, subset (0-based) for the study photos
+    splits.csv             photo, subject, label, subset (0-based) for the study photos (photo: relative to the
+                           cohort CSV's folder when the study had one; see photo_path)
     cache/                 cached frozen-body features (see gsscreen.training.data)
     folds/fold_k/          k = 0..folds-1; fold k tests subset k, validates on subset k+1
         checkpoint.safetensors   best epoch's trainable weights (metadata: backbone, frozen prefix, epoch)
@@ -87,6 +88,41 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, Path):
         return str(v)
     return v
+
+
+def cohort_dir(run_dir: Path) -> Path | None:
+    """The folder of the cohort CSV the study used (from ``cohort_source.json``), or None (no CSV: a DataFrame or
+    photo folders)."""
+    rec = Path(run_dir) / "cohort_source.json"
+    try:
+        src = json.loads(rec.read_text(encoding="utf-8")).get("cohort_csv")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(src).parent if src else None
+
+
+def photos_relative_to_cohort(run_dir: Path, photos: pd.Series) -> pd.Series:
+    """Photo paths as written in ``predictions.csv`` / ``splits.csv``: relative to the cohort CSV's folder (with
+    ``/``), so a run folder stays valid when the data move together with their cohort table. Unchanged when the
+    study had no cohort CSV, or a path cannot be expressed relative to it (another drive)."""
+    base = cohort_dir(run_dir)
+    if base is None:
+        return photos
+
+    def rel(p: Any) -> str:
+        try:
+            return Path(os.path.relpath(str(p), base)).as_posix() if Path(str(p)).is_absolute() else str(p)
+        except ValueError:
+            return str(p)
+
+    return photos.map(rel)
+
+
+def photo_path(run_dir: Path, photo: str) -> Path:
+    """The file of a ``photo`` entry of ``predictions.csv`` / ``splits.csv`` (see :func:`photos_relative_to_cohort`)."""
+    p = Path(photo)
+    base = cohort_dir(run_dir)
+    return p if p.is_absolute() or base is None else Path(os.path.normpath(base / p))
 
 
 def read_json(path: str | Path) -> Any:

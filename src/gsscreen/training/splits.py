@@ -10,46 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gsscreen.groups import split_groups
+
 LABELS = ("GS", "control")
 
 
 def _subject_keys(table: pd.DataFrame) -> pd.Series:
-    """One group key per photo: its subject; a photo without ``subject_id`` is its own subject.
-
-    Byte-identical photos (equal ``sha256``, when the cohort table has that column) are merged into one group
-    even under different subject ids, so a duplicated file can never sit in train and test at once; so are
-    near-duplicate photos (``near_duplicate_of``: the image a photo looks like, from the cohort's perceptual hash).
-    """
-    if "subject_id" in table.columns:
-        sid = table["subject_id"]
-        missing = sid.isna() | (sid.astype(str).str.strip() == "")
-        keys = ("s:" + sid.astype(str)).where(~missing, "i:" + table["image"].astype(str))
-    else:
-        keys = "i:" + table["image"].astype(str)
-    if "sha256" not in table.columns and "near_duplicate_of" not in table.columns:
-        return keys
-    parent: dict[str, str] = {}
-
-    def root(k: str) -> str:
-        while parent.get(k, k) != k:
-            k = parent[k]
-        return k
-
-    def union(ks: set[str]) -> None:
-        roots = sorted({root(k) for k in ks})
-        for k in roots[1:]:
-            parent[k] = roots[0]
-
-    if "sha256" in table.columns:
-        for _, grp in keys.groupby(table["sha256"].astype(str).where(table["sha256"].notna(), None)):
-            union(set(grp))
-    if "near_duplicate_of" in table.columns:
-        # Keyed by image path, so filtered or re-indexed copies of the cohort table still match.
-        by_image = dict(zip(table["image"].astype(str), keys, strict=True))
-        for key, other in zip(keys, table["near_duplicate_of"], strict=True):
-            if pd.notna(other) and str(other) in by_image:
-                union({key, by_image[str(other)]})
-    return keys.map(root)
+    """One group key per photo (see :func:`gsscreen.groups.split_groups`): subject ids, identical bytes,
+    near-duplicate chains and likely-same-child clusters, joined by one union-find."""
+    return split_groups(table)
 
 
 def assign_subsets(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -57,7 +26,8 @@ def assign_subsets(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> pd.D
 
     Args:
         table: one row per photo with columns ``image`` and ``label`` (``GS`` / ``control``) and optionally
-            ``subject_id`` (missing = the photo is its own subject).
+            ``subject_id`` (missing = the photo is its own subject); ``sha256``, ``near_duplicate_of`` and
+            ``identity_cluster`` (:func:`gsscreen.identity.likely_same_child`) group photos further.
         n_folds: number of subsets.
         seed: seeds the order in which equally sized subject groups are dealt out.
 

@@ -12,6 +12,7 @@ from its last finished epoch, and the result equals that of an uninterrupted run
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -88,7 +89,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' requested but torch sees no CUDA device; use device='auto' or 'cpu'")
+        from gsscreen.errors import GsscreenError
+
+        raise GsscreenError("device='cuda' requested but torch sees no CUDA device; use device='auto' or 'cpu'")
     return torch.device(name)
 
 
@@ -131,6 +134,17 @@ def _study_table(cohort: Any) -> tuple[pd.DataFrame, list[dict[str, str]]]:
         table["subject_id"] = None
     table["image"] = table["image"].astype(str)
     return table.reset_index(drop=True), failures
+
+
+def _baseline_features(backbone: str, pretrained_loaded: bool) -> str:
+    """What the baseline's features are, in words, for the backbone the study really ran."""
+    if not pretrained_loaded:
+        return f"{backbone}, randomly initialised: not a pretrained embedding"
+    if backbone == "facenet":
+        return "FaceNet: its pretrained 512-d embedding"
+    if backbone == "vgg16":
+        return "VGG-16 with imported VGG-Face weights: its pooled conv5 features"
+    return f"{backbone}, pretrained"
 
 
 def cohort_fingerprint(table: pd.DataFrame, external: Sequence[str]) -> str:
@@ -299,7 +313,7 @@ def run_study(
         RunFolderMismatch: ``out_dir`` holds a study with another config or cohort.
         ValueError: invalid config, or too few usable photos to split.
     """
-    cfg = (cfg or StudyConfig()).validate()
+    cfg, random_init_note = _check_pretrained((cfg or StudyConfig()).validate())
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     table, failures = _study_table(cohort)
@@ -314,12 +328,40 @@ def run_study(
     with _log_to(run_dir / "study.log"):
         log.info("study %s in %s (config %s, cohort %s)", "resumed" if resumed else "started", run_dir,
                  config_hash(cfg), fp)
-        return _run(table, failures, run_dir, cfg, ext_entries, progress, on_epoch_end)
+        if random_init_note:
+            log.warning("%s", random_init_note)
+        return _run(table, failures, run_dir, cfg, ext_entries, progress, on_epoch_end, random_init_note)
+
+
+def _check_pretrained(cfg: StudyConfig) -> tuple[StudyConfig, str | None]:
+    """Stop when ``cfg`` asks for pretrained weights that are not there, unless ``cfg.allow_random_init``.
+
+    Returns the config to run (``pretrained = False`` when the study goes on from random init, so ``config.json``
+    tells the truth) and the warning to record (None when the weights are there or were not asked for).
+    """
+    from gsscreen.errors import GsscreenError
+    from gsscreen.models.registry import get_spec
+
+    if not cfg.pretrained:
+        return cfg, None
+    spec = get_spec(cfg.backbone)
+    if spec.weights_available is not None and spec.weights_available():
+        return cfg, None
+    missing = (f"backbone {cfg.backbone}: its pretrained weights are not available"
+               + (f" ({spec.weights_hint})" if spec.weights_hint and spec.weights_available is not None
+                  else " (it has none)" if spec.weights_available is None else ""))
+    if not cfg.allow_random_init:
+        raise GsscreenError(f"{missing}; the study would train a randomly initialised network. Get the weights, "
+                            "or pass --allow-random-init (config: allow_random_init = true) to train from random "
+                            "init anyway.")
+    note = (f"RANDOM INIT: {missing}, so the {cfg.backbone} network starts from random weights "
+            "(--allow-random-init). Its results say nothing about the pretrained model.")
+    return dataclasses.replace(cfg, pretrained=False), note
 
 
 def _run(
     table: pd.DataFrame, failures: list[dict[str, str]], run_dir: Path, cfg: StudyConfig, ext_entries: list[str],
-    progress: bool, on_epoch_end: Callable[[int, int], None] | None,
+    progress: bool, on_epoch_end: Callable[[int, int], None] | None, random_init_note: str | None = None,
 ) -> StudyResult:
     from gsscreen.models.registry import get_spec
 
@@ -338,8 +380,13 @@ def _run(
     failures += fails
     table = table.iloc[kept].reset_index(drop=True)
     if min((table["label"] == "GS").sum(), (table["label"] == "control").sum()) < cfg.folds:
-        raise ValueError(f"too few usable photos to split into {cfg.folds} folds: "
-                         f"{table['label'].value_counts().to_dict()} after {len(failures)} failure(s)")
+        from gsscreen.errors import GsscreenError
+
+        rf.atomic_write_csv(run_dir / "failures.csv", pd.DataFrame(failures, columns=["file", "problem", "stage"]))
+        counts = ", ".join(f"{n} {lab}" for lab, n in table["label"].value_counts().items()) or "none"
+        raise GsscreenError(f"too few usable photos to split into {cfg.folds} folds: {counts} (each class needs "
+                            f"at least {cfg.folds}); {len(failures)} photo(s) left out, see "
+                            f"{run_dir / 'failures.csv'}")
     externals: dict[str, tuple[list[str], torch.Tensor, list[str]]] = {}
     for entry in ext_entries:
         name = Path(entry).stem if Path(entry).is_file() else Path(entry).name
@@ -353,11 +400,22 @@ def _run(
     rf.atomic_write_csv(run_dir / "failures.csv", fail_df)
     log.info("%d photos usable, %d failure(s) (see failures.csv)", len(table), len(fail_df))
 
-    # --- splits
+    # --- splits (subjects, identical bytes, near-duplicate chains and likely-same-child clusters kept together)
+    from gsscreen.identity import leakage_audit, study_grouping
+    from gsscreen.training.splits import split_groups
+
+    g = cfg.grouping
+    table, id_emb, grouping = study_grouping(table, crops, keys, g.likely_same_child, g.threshold, g.audit)
     table = assign_subsets(table, cfg.folds, cfg.seed)
     splits = pd.DataFrame({"photo": table["image"], "subject": table["subject_id"], "label": table["label"],
-                           "subset": table["subset"]})
-    rf.atomic_write_csv(run_dir / "splits.csv", splits)
+                           "subset": table["subset"], "group": split_groups(table).to_numpy()})
+    if id_emb is not None:
+        audit = leakage_audit(id_emb, table["subset"].to_numpy(), cfg.folds)
+        splits["nearest_train_cosine"] = np.round(audit.pop("nearest_train_cosine"), 4)
+        grouping["leakage_audit"] = audit
+    # Written relative to the cohort CSV (the table and the photos move together); the in-memory tables stay absolute.
+    rf.atomic_write_csv(run_dir / "splits.csv",
+                        splits.assign(photo=rf.photos_relative_to_cohort(run_dir, splits["photo"])))
     log.info("subsets (photos per class):\n%s", split_summary(table).to_string())
     y = (table["label"] == "GS").to_numpy(dtype=np.int64)
 
@@ -374,7 +432,8 @@ def _run(
     unfreeze_from = n_body - k_unfreeze
     use_cache = cfg.train.cache_features and unfreeze_from > 1
     input_index = unfreeze_from if use_cache else 0
-    plan = ModelPlan(cfg.backbone, cfg.pretrained, cfg.train.dropout, input_index, unfreeze_from, init_seed)
+    plan = ModelPlan(cfg.backbone, cfg.pretrained, cfg.train.dropout, input_index, unfreeze_from, init_seed,
+                     update_batchnorm=cfg.train.finetune.update_batchnorm)
     model = model.to(device)
     mode = f"cached body[:{input_index}] features" if use_cache else "images (augmented on the fly)"
     log.info("backbone %s (pretrained %s), input %d px, %s, stage 2 trains body[%d:] of %d", cfg.backbone,
@@ -444,9 +503,11 @@ def _run(
         "n_failures": len(fail_df), "folds": cfg.folds, "backbone": cfg.backbone,
         "pretrained_loaded": bool(model.pretrained_loaded), "image_size": size, "mode": mode,
         "threshold_method": cfg.threshold_method, "device": str(device),
+        **({"random_init_note": random_init_note} if random_init_note else {}),
         "fold_details": [{k: r[k] for k in ("fold", "epochs_run", "best_epoch", "best_val", "threshold")}
                          for r in results],
     }
+    metrics["grouping"] = grouping
     metrics["model"] = _summaries(results, preds["label"].eq("GS").to_numpy(int), preds["p_gs"].to_numpy(), cfg)
 
     # --- baseline: logistic regression on frozen embeddings, same splits and threshold rule
@@ -470,14 +531,15 @@ def _run(
         metrics["baseline"] = _summaries(base_results, y_pool, preds["baseline_p_gs"].to_numpy(), cfg)
         metrics["baseline"]["description"] = (
             "logistic regression (standardised, C chosen by validation AUC) on the frozen backbone's pooled, "
-            "L2-normalised body output (FaceNet: its pretrained 512-d embedding)")
+            f"L2-normalised body output ({_baseline_features(cfg.backbone, bool(model.pretrained_loaded))})")
         if 0 < y_pool.sum() < len(y_pool):
             from gsscreen.evaluation.roc import delong_test
 
             d = delong_test(y_pool, preds["p_gs"].to_numpy(), preds["baseline_p_gs"].to_numpy())
             metrics["model_vs_baseline_delong"] = d._asdict()
     preds = preds.drop(columns=["row"])
-    rf.atomic_write_csv(run_dir / "predictions.csv", preds)
+    rf.atomic_write_csv(run_dir / "predictions.csv", preds.assign(photo=rf.photos_relative_to_cohort(run_dir,
+                                                                                         preds["photo"])))
     if ext_parts:
         rf.atomic_write_csv(run_dir / "external_predictions.csv", pd.concat(ext_parts, ignore_index=True))
     rf.atomic_write_json(run_dir / "metrics.json", metrics)

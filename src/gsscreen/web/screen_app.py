@@ -15,6 +15,9 @@ Design points:
   (pixel count from the header) → 413.
 - **Bound to 127.0.0.1 by default**; on any other interface a token is required (``Authorization: Bearer``,
   compared with :func:`hmac.compare_digest`).
+- **No cross-site use** (:mod:`gsscreen.web.security`, middleware around the whole app): Host allow-list, Origin /
+  ``Sec-Fetch-Site`` checks, no simple-request content types on the API, a CSRF token in the HTML form. Every
+  request that reaches a screening endpoint leaves an audit row, refused (401, 403, 415, 421…) or failed (500).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+
+from gsscreen.web.security import CSRF_FIELD, CsrfToken, Refusal, SitePolicy, allowed_hosts_for, install_guard
 
 if TYPE_CHECKING:
     from gsscreen.screening import ScreeningModel, ScreenResult
@@ -88,6 +93,7 @@ class ScreenAppConfig:
         max_upload_mb: largest accepted photo, MB (larger → 413).
         max_pixels: largest accepted pixel count, read from the header before decoding (larger → 413).
         heatmap: compute the Grad-CAM heatmap by default.
+        allowed_hosts: host names (besides localhost and IP addresses) the app may be reached under.
     """
 
     model: str | None = None
@@ -98,6 +104,7 @@ class ScreenAppConfig:
     max_upload_mb: float = 20.0
     max_pixels: int = 40_000_000
     heatmap: bool = True
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -380,6 +387,15 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     app.state.audit = audit
     app.state.model = model
     app.state.cfg = cfg
+    csrf = CsrfToken()
+    app.state.csrf = csrf
+
+    def audit_refusal(method: str, path: str, refusal: Refusal) -> None:
+        if is_screening_path(path):  # refused at the boundary, before the endpoint: still one audit row
+            audit.record(channel="api" if path.startswith("/api/") else "web", sha256=None, n_bytes=None,
+                         model_id=model.model_id, status=refusal.status, problem=f"{refusal.code}: {refusal.detail}")
+
+    install_guard(app, SitePolicy(allowed_hosts=allowed_hosts_for(cfg.host, cfg.allowed_hosts)), audit_refusal)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
@@ -422,6 +438,13 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         err.audited = True
         raise err
 
+    def internal_error(exc: Exception, channel: str, data: bytes | None) -> UploadError:
+        log.error("screening request failed", exc_info=exc)
+        err = UploadError(500, "internal_error", f"internal error while screening ({type(exc).__name__}); "
+                          "the photo was not screened and the failure is in the server log")
+        refuse(err, channel, data)
+        return err
+
     def refuse(exc: UploadError, channel: str, data: bytes | None = None) -> None:
         # Refusals before screening are audited too (without a hash when no photo was read).
         if exc.audited:
@@ -429,6 +452,7 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         audit.record(channel=channel, sha256=hashlib.sha256(data).hexdigest() if data else None,
                      n_bytes=len(data) if data is not None else None, model_id=model.model_id, status=exc.status,
                      problem=exc.detail)
+        exc.audited = True
 
     # --- JSON API
     @app.post("/api/screen", response_model=ScreenResponse, responses=_ERRORS, openapi_extra=_UPLOAD_SCHEMA,
@@ -438,16 +462,19 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         body; get P(GS), the call, quality flags and (unless `heatmap=false`) the Grad-CAM overlay as a base64 PNG.
         Requires `Authorization: Bearer <token>` when the server was started with a token."""
         heatmap = cfg.heatmap if heatmap is None else heatmap
-        if not authorised(request):
-            return _json_error(UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)"))
         data = None
         try:
+            if not authorised(request):
+                raise UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)")
             data, fields = await extract_photo(request, cfg)
             age = _age(fields.get("age_months")) if age_months is None else _age(age_months)
             res, sha = await screen_bytes(data, age, heatmap, "api")
         except UploadError as exc:
             refuse(exc, "api", data)
             return _json_error(exc)
+        except Exception as exc:  # a bug must still leave an audit row and a JSON answer (issue #11)
+            err = internal_error(exc, "api", data)
+            return _json_error(err)
         body = {**res.to_dict(), "photo_sha256": sha,
                 "heatmap_png_base64": _png_b64(res.overlay) if res.overlay is not None else None}
         return ScreenResponse.model_validate(body)
@@ -469,8 +496,9 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        token_field = ('<label>API token <input type="password" name="token" autocomplete="off" required></label>'
-                       if cfg.token else "")
+        token_field = csrf.hidden_field() + (
+            '<label>API token <input type="password" name="token" autocomplete="off" required></label>'
+            if cfg.token else "")
         return HTMLResponse(_page("index.html", token_field=token_field, **common()))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -482,15 +510,19 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         data = None
         try:
             data, fields = await extract_photo(request, cfg)
+            if not csrf.valid(fields.get(CSRF_FIELD)):
+                raise UploadError(403, "csrf", "the form's security token is missing or out of date: reload the "
+                                  "page and send the photo again")
             if not authorised(request, fields.get("token")):
                 raise UploadError(401, "unauthorized", "missing or wrong API token")
             age = _age(fields.get("age_months"))
             heatmap = fields.get("heatmap", "on" if cfg.heatmap else "off") != "off"
             res, _sha = await screen_bytes(data, age, heatmap, "web")
-        except UploadError as exc:
-            refuse(exc, "web", data)
-            return HTMLResponse(_page("error.html", status=str(exc.status), detail=html.escape(exc.detail),
-                                      **common()), status_code=exc.status)
+        except Exception as exc:  # refusals and bugs alike leave an audit row and an error page
+            err = exc if isinstance(exc, UploadError) else internal_error(exc, "web", data)
+            refuse(err, "web", data)
+            return HTMLResponse(_page("error.html", status=str(err.status), detail=html.escape(err.detail),
+                                      **common()), status_code=err.status)
         return HTMLResponse(_result_html(res, model))
 
     @app.exception_handler(UploadError)
@@ -498,6 +530,11 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         return _json_error(exc)
 
     return app
+
+
+def is_screening_path(path: str) -> bool:
+    """True for the endpoints that screen a photo (each request to them leaves an audit row)."""
+    return path == "/screen" or path.startswith(("/screen/", "/api/screen"))
 
 
 def _json_error(exc: UploadError) -> JSONResponse:
