@@ -16,9 +16,10 @@ only adds "no face" outcomes, which are inconclusive anyway):
 Per level it prints the share of photos still found, the model's AUC (GS vs control) and the agreement of the call
 with the full-quality call, with the measured quality numbers (eye distance in px, crop sharpness). Then all degraded
 views are pooled and binned by the two *measured* numbers the gate can see on a new photo (eye distance, sharpness):
-the chosen limit is the lowest bin edge from which every bin above keeps agreement ≥ ``--agree`` (0.95) and AUC
-within ``--auc-drop`` (0.02) of full quality. The limits go into ``QualityLimits``' defaults by hand (this script
-prints them; it changes no code).
+the chosen limit is the lowest bin edge from which every bin above keeps agreement ≥ ``--agree`` (0.95) and the
+views it accepts keep their AUC within ``--auc-drop`` (0.02) of the same photos at full quality. ``--from-views``
+redoes this summary from an earlier run's ``views.csv``. The limits go into ``QualityLimits``' defaults by hand
+(this script prints them; it changes no code).
 """
 
 from __future__ import annotations
@@ -65,7 +66,20 @@ def main() -> int:
     ap.add_argument("--agree", type=float, default=0.95)
     ap.add_argument("--auc-drop", type=float, default=0.02)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-quality")
+    ap.add_argument("--from-views", type=Path, default=None,
+                    help="summarise an earlier run's views.csv (no screening)")
     args = ap.parse_args()
+    if args.from_views is not None:
+        import pandas as pd
+
+        from gsscreen.modelpack import read_model_pack
+        from gsscreen.screening import demo_model_path
+
+        info = read_model_pack(demo_model_path()).info
+        sha = str(info.get("weights_sha256", ""))[:12]
+        args.out.mkdir(parents=True, exist_ok=True)
+        return summarise(pd.read_csv(args.from_views), float(info["threshold"]), f"{info.get('name')}@{sha}",
+                         args, time.perf_counter())
     if not (args.data / "ds-kaggle").is_dir():
         print(f"skipped: {args.data}/ds-kaggle not found")
         return 0
@@ -147,13 +161,20 @@ def main() -> int:
     df = pd.DataFrame(records)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "views.csv", index=False)
+    return summarise(df, thr, model.model_id, args, t_start)
+
+
+def summarise(df, thr: float, model_id: str, args: argparse.Namespace, t_start: float) -> int:  # type: ignore[no-untyped-def]
+    """Print the tables and the chosen limits from the screened views (``views.csv``)."""
+    import pandas as pd
 
     full = df[(df["kind"] == "full") & df["found"]].set_index("photo")
     df["call0"] = df["photo"].map(full["p_gs"] >= thr)
+    df["p0"] = df["photo"].map(full["p_gs"])
     df = df[df["photo"].isin(full.index)]
     df["agree"] = (df["p_gs"] >= thr) == df["call0"]
     auc0 = _auc(full["y"].to_numpy(), full["p_gs"].to_numpy())
-    print(f"\nshipped model {model.model_id}, threshold {thr:.4f}; {len(full)} held-out ds-kaggle photos "
+    print(f"\nshipped model {model_id}, threshold {thr:.4f}; {len(full)} held-out ds-kaggle photos "
           f"({int(full['y'].sum())} GS) found at full quality; AUC there {auc0:.3f}")
     print(f"full-quality eye distance: median {full['iod_px'].median():.0f} px; "
           f"sharpness median {full['sharpness'].median():.2f} (5th pct {full['sharpness'].quantile(0.05):.2f})\n")
@@ -178,24 +199,31 @@ def main() -> int:
     deg = df[(df["kind"] != "full") & df["found"]].copy()
 
     def limit(col: str, edges: list[float], other: pd.Series) -> tuple[float, list[str]]:
+        # Walk from the best bin down. A limit is acceptable when every bin from it upwards keeps the call
+        # (agreement >= --agree) and all the views it accepts together keep the AUC: at most --auc-drop below the
+        # AUC of the *same photos* at full quality (paired). A bin's own AUC is not used: a bin of a measured
+        # quantity holds whichever photos landed there, so its class mix (and with ~50 photos its AUC) is noise.
         out, chosen = [], None
         ok_above = True
-        # walk from the best bin down; the limit is the lowest edge with every bin above it acceptable
         for lo, hi in zip(edges[-2::-1], edges[:0:-1], strict=True):
             g = deg[(deg[col] >= lo) & (deg[col] < hi) & other]
+            acc = deg[(deg[col] >= lo) & other]
+            cum_auc = _auc(acc["y"].to_numpy(), acc["p_gs"].to_numpy())
+            cum_drop = _auc(acc["y"].to_numpy(), acc["p0"].to_numpy()) - cum_auc
             if len(g) < 20:
-                out.append(f"| {col} | {lo:g}–{hi:g} | {len(g)} | – | – |")
+                out.append(f"| {col} | {lo:g}–{hi:g} | {len(g)} | – | – | {cum_auc:.3f} | {cum_drop:+.3f} |")
                 continue
             auc, agree = _auc(g["y"].to_numpy(), g["p_gs"].to_numpy()), float(g["agree"].mean())
-            good = agree >= args.agree and auc >= auc0 - args.auc_drop
-            ok_above = ok_above and good
+            ok_above = ok_above and agree >= args.agree and cum_drop <= args.auc_drop
             if ok_above:
                 chosen = lo
-            out.append(f"| {col} | {lo:g}–{hi:g} | {len(g)} | {auc:.3f} | {agree:.3f} |{' ✓' if ok_above else ''}")
+            out.append(f"| {col} | {lo:g}–{hi:g} | {len(g)} | {auc:.3f} | {agree:.3f} | {cum_auc:.3f} | "
+                       f"{cum_drop:+.3f} |{' ✓' if ok_above else ''}")
         return (chosen if chosen is not None else edges[-1]), out
 
     print("\npooled degraded views, binned by the measured number (other measure within its limit):")
-    print("| measure | bin | n | AUC | agreement | |\n|---|---|---|---|---|---|")
+    print("| measure | bin | n | AUC in bin | agreement in bin | AUC of all views >= bin | its drop vs the same "
+          "photos at full quality | |\n|---|---|---|---|---|---|---|---|")
     iod_edges = [0, 5, 8, 12, 16, 20, 24, 32, 48, 1e9]
     # eye distance judged on views that were only downscaled (blur is the other limit's job)
     min_iod, rows_iod = limit("iod_px", iod_edges, deg["kind"] == "downscaled")
@@ -204,7 +232,8 @@ def main() -> int:
     min_sharp, rows_sh = limit("sharpness", sharp_edges, deg["iod_px"] >= min_iod)
     print("\n".join(rows_sh))
     chosen = {"min_iod_px": min_iod, "min_sharpness": min_sharp}
-    print(f"\nchosen limits (agreement >= {args.agree}, AUC within {args.auc_drop} of {auc0:.3f}): {chosen}")
+    print(f"\nchosen limits (agreement >= {args.agree} in every accepted bin, AUC of the accepted views within "
+          f"{args.auc_drop} of the same photos at full quality): {chosen}")
     # how many full-quality held-out photos the chosen limits would refuse
     refused = ((full["iod_px"] < min_iod) | (full["sharpness"] < min_sharp)).mean()
     print(f"share of full-quality held-out photos these limits refuse: {refused:.3f}")
