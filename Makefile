@@ -9,7 +9,7 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check src tests benchmarks scripts
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --cov --cov-report=term
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks scripts

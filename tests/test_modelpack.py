@@ -23,6 +23,7 @@ from gsscreen.modelpack import (
     read_model_pack,
     sha256_bytes,
 )
+from gsscreen.packsign import seal
 
 
 @pytest.fixture
@@ -37,6 +38,7 @@ def _rewrite_zip(src: Path, dst: Path, info: dict | None = None, weights: bytes 
         members["model.json"] = json.dumps(info).encode()
     if weights is not None:
         members["weights.safetensors"] = weights
+    members = seal(members)  # a consistent manifest, so the deeper check under test is reached
     with zipfile.ZipFile(dst, "w") as z:
         for n, b in members.items():
             z.writestr(n, b)
@@ -48,7 +50,7 @@ def test_export_zip_contents_and_pooled_threshold(run: Path, tmp_path: Path) -> 
 
     out = export_model_pack(run, tmp_path / "m.gss", ExportConfig(name="t"))
     with zipfile.ZipFile(out) as z:
-        assert sorted(z.namelist()) == ["MODEL_CARD.md", "model.json", "weights.safetensors"]
+        assert sorted(z.namelist()) == ["MODEL_CARD.md", "manifest.json", "model.json", "weights.safetensors"]
         info = json.loads(z.read("model.json"))
         blob = z.read("weights.safetensors")
     assert info["format_version"] == FORMAT_VERSION

@@ -155,3 +155,11 @@ def test_eyes_are_covered_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert seen["cover_eyes"] is True
     assert CliRunner().invoke(app, ["report", str(tmp_path), "--no-cover-eyes"]).exit_code == 0
     assert seen["cover_eyes"] is False
+
+
+def test_flow_without_a_cohort_table(tmp_path: Path) -> None:
+    run, _c, pred = make_run(tmp_path / "s")
+    (tmp_path / "s" / "cohort.csv").unlink()
+    flow = participant_flow(load_run(run))
+    assert flow.photos_in.total == len(pred) + 2 and flow.photos_in.unknown == 2
+    assert "No cohort table" in flow.notes[0] and flow.source.startswith("predictions.csv")

@@ -106,6 +106,10 @@ def test_completeness_and_group_helpers() -> None:
     g = group_means(pd.DataFrame({"reader": ["a", "b"], "group": ["x", "x"], "accuracy": [0.5, 0.7],
                                   "sensitivity": [0.4, 0.6], "specificity": [0.6, 0.8]}))
     assert list(g.group) == ["x"] and g.accuracy_sd.iloc[0] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    # No group attribute: one "All physicians" row.
+    g2 = group_means(pd.DataFrame({"reader": ["a", "b"], "group": ["", ""], "accuracy": [0.5, 0.7],
+                                   "sensitivity": [0.4, 0.6], "specificity": [0.6, 0.8]}))
+    assert list(g2.group) == ["All physicians"] and g2.n_readers.iloc[0] == 2
 
 
 def test_reader_study_without_confidences_uses_the_binary_calls() -> None:

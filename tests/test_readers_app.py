@@ -36,7 +36,9 @@ def _app(cohort: Path, db: Path, **kw) -> TestClient:
 
 
 def _sign_in(client: TestClient, name: str, role: str) -> dict:
-    r = client.post("/api/session", json={"name": name, "role": role})
+    study = client.app.state.study
+    code = ra.create_invitation(study.db, name, role)
+    r = client.post("/api/session", json={"name": name, "role": role, "invite": code})
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from gsscreen.web.local_server import CHROMIUM_PATH, launch_chromium, serve_in_thread
-from gsscreen.web.readers_app import EXPORT_COLUMNS, ReadersConfig, create_app, export_answers, write_example_cohort
+from gsscreen.web.readers_app import (
+    EXPORT_COLUMNS,
+    ReadersConfig,
+    create_app,
+    create_invitation,
+    export_answers,
+    write_example_cohort,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -48,6 +55,7 @@ def test_reader_session_in_chromium(live_study: tuple[str, ReadersConfig], tmp_p
             page.wait_for_selector("#signin:not([hidden])")
             assert page.inner_text("#signin .js-seconds") == "1"
             page.fill("#name", "Dr. Test Reader")
+            page.fill("#invite", create_invitation(cfg.db, "Dr. Test Reader", "junior"))
             page.check("input[name=role][value=junior]")
             page.click("#signin-button")
             page.wait_for_selector("#ready:not([hidden])")

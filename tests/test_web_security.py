@@ -17,7 +17,7 @@ from gsscreen.screening import ScreeningModel
 from gsscreen.web.screen_app import ScreenAppConfig, create_app
 from gsscreen.web.security import CsrfToken, SitePolicy, allowed_hosts_for, install_guard
 
-SAME = {"host": "127.0.0.1:8000"}
+SAME = {"host": "127.0.0.1:8000", "content-length": "1234"}
 
 
 @pytest.mark.parametrize(("headers", "code"), [
@@ -41,15 +41,16 @@ def test_policy_refuses(headers: dict[str, str], code: str) -> None:
 @pytest.mark.parametrize("headers", [
     {**SAME, "content-type": "multipart/form-data; boundary=x"},  # curl -F, hospital systems: no Origin
     {**SAME, "content-type": "image/jpeg", "origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"},
-    {"host": "[::1]:8000", "content-type": "image/png", "origin": "http://[::1]:8000"},
+    {"host": "[::1]:8000", "content-type": "image/png", "origin": "http://[::1]:8000", "content-length": "9"},
     {"host": "localhost", "content-type": "image/png", "origin": "http://localhost", "sec-fetch-site": "none"},
-    {"host": "screening-pc.hospital.local:8000", "content-type": "image/png"},
+    {"host": "screening-pc.hospital.local:8000", "content-type": "image/png", "content-length": "9"},
     # our own no-referrer form post in Chromium: Origin null, vouched for by the browser's Sec-Fetch-Site
     {**SAME, "content-type": "multipart/form-data; boundary=x", "origin": "null", "sec-fetch-site": "same-origin"},
 ])
 def test_policy_lets_same_origin_and_plain_clients_through(headers: dict[str, str]) -> None:
     policy = SitePolicy(allowed_hosts=allowed_hosts_for("0.0.0.0", ["screening-pc.hospital.local"]))
     assert policy.check("POST", "/api/screen", headers) is None
+    assert policy.check("DELETE", "/api/session", {"host": headers["host"]}) is None  # no body: no content type
     assert policy.check("GET", "/", {"host": headers["host"]}) is None
 
 

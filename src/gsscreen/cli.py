@@ -11,7 +11,9 @@ from typer.core import TyperGroup
 from gsscreen import __version__
 
 # One module per pipeline area; each exposes ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = ("demo", "cohort", "align", "weights", "study", "explain", "report", "readers", "screening")
+COMMAND_MODULES = (
+    "demo", "cohort", "align", "weights", "study", "explain", "report", "readers", "screening", "evaluate",
+)
 
 class _Root(TyperGroup):
     """The root command: every sub-command runs inside the one user-error handler (also under click's test runner)."""

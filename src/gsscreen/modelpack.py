@@ -1,6 +1,7 @@
 """A trained model as one file: export a study's run folder to a *model pack*, and load it back safely.
 
-A pack is a zip (``model.gss``) or a folder holding three files:
+A pack is a zip (``model.gss``) or a folder holding these files, each listed with its SHA-256 and size in
+``manifest.json`` (and, when signed, ``manifest.sig``; see :mod:`gsscreen.packsign`):
 
 ``weights.safetensors``
     Each kept fold model's *trained* tensors under ``fold{i}.`` (``i`` = 0..n-1 in the pack; ``model.json`` maps
@@ -38,7 +39,6 @@ import hashlib
 import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +59,7 @@ MODEL_JSON = "model.json"
 MODEL_CARD = "MODEL_CARD.md"
 #: refuse pack members larger than this (a zip bomb must not fill memory); a VGG-16 pack of 5 folds is ~2.7 GB
 MAX_MEMBER_BYTES = 4 * 1024**3
-TAMPERED = "weights.safetensors does not match the checksum in model.json: the file was modified or corrupted"
+TAMPERED = "weights.safetensors does not match its checksum in manifest.json: the file was modified or corrupted"
 
 
 class ModelPackError(GsscreenError, ValueError):
@@ -341,21 +341,12 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
 
 
 def _write_pack(out: Path, as_folder: bool, info: dict[str, Any], blob: bytes, card: str) -> Path:
+    from gsscreen.packsign import write_pack_members
+
     text = json.dumps(info, indent=2, default=_json_default) + "\n"
-    if as_folder or out.is_dir():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / WEIGHTS).write_bytes(blob)
-        (out / MODEL_JSON).write_text(text, encoding="utf-8")
-        (out / MODEL_CARD).write_text(card, encoding="utf-8")
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w") as z:
-        z.writestr(MODEL_JSON, text, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr(MODEL_CARD, card, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr(WEIGHTS, blob, compress_type=zipfile.ZIP_STORED)  # float weights barely compress
-    tmp.replace(out)
-    return out
+    # Every member goes through this dict: the manifest (packsign) lists each with its SHA-256 and size.
+    members = {MODEL_JSON: text.encode("utf-8"), MODEL_CARD: card.encode("utf-8"), WEIGHTS: blob}
+    return write_pack_members(out, as_folder or out.is_dir(), members)
 
 
 def _json_default(v: Any) -> Any:
@@ -474,39 +465,35 @@ class PackContents:
     info: dict[str, Any]
     tensors: dict[str, torch.Tensor]
     card: str
+    signed_by: str | None = None  # id of the trusted key that verified the signature (None: not checked)
+    members: dict[str, bytes] = field(default_factory=dict, repr=False)  # every verified member, by name
 
 
-def _read_members(path: Path) -> dict[str, bytes]:
-    names = (MODEL_JSON, WEIGHTS, MODEL_CARD)
-    if path.is_dir():
-        out = {}
-        for n in names:
-            p = path / n
-            if p.is_file():
-                if p.stat().st_size > MAX_MEMBER_BYTES:
-                    raise ModelPackError(f"{p}: larger than {MAX_MEMBER_BYTES} bytes; refused")
-                out[n] = p.read_bytes()
-        return out
-    if not path.is_file():
-        raise ModelPackError(f"{path}: model pack not found")
+def _read_members(path: Path, trusted_keys: list[Any] | None) -> Any:
+    """Every member, verified against the manifest (and the signature, with ``trusted_keys``)."""
+    from gsscreen.packsign import PackIntegrityError, demo_trusted_keys, read_pack_members
+
+    if trusted_keys is None and _is_shipped_demo(path):
+        trusted_keys = demo_trusted_keys()  # the shipped demo pack is always verified against its own key
     try:
-        with zipfile.ZipFile(path) as z:
-            out = {}
-            for n in names:
-                try:
-                    zi = z.getinfo(n)
-                except KeyError:
-                    continue
-                if zi.file_size > MAX_MEMBER_BYTES:
-                    raise ModelPackError(f"{path}: member {n} is larger than {MAX_MEMBER_BYTES} bytes; refused")
-                out[n] = z.read(n)
-            return out
-    except zipfile.BadZipFile as exc:
-        raise ModelPackError(f"{path}: not a model pack (not a zip file and not a folder: {exc})") from None
+        return read_pack_members(path, trusted_keys)
+    except PackIntegrityError as exc:
+        raise ModelPackError(str(exc)) from None
 
 
-def read_model_pack(path: str | Path) -> PackContents:
-    """Read and verify a pack's files: format, gsscreen version, weights checksum, tensor list.
+def _is_shipped_demo(path: Path) -> bool:
+    from gsscreen.screening import demo_model_path
+
+    try:
+        return path.resolve() == demo_model_path().resolve()
+    except OSError:
+        return False
+
+
+def read_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> PackContents:
+    """Read and verify a pack's files: every member against ``manifest.json`` (and its signature against
+    ``trusted_keys``, Ed25519 public keys, when given; the shipped demo pack always against its own key), format,
+    gsscreen version, weights checksum, tensor list.
 
     Raises :class:`ModelPackError` naming the pack and the problem. Does not build the network (see
     :func:`load_model_pack`).
@@ -514,7 +501,8 @@ def read_model_pack(path: str | Path) -> PackContents:
     import gsscreen
 
     p = Path(path)
-    members = _read_members(p)
+    verified = _read_members(p, trusted_keys)
+    members = verified.members
     missing = [n for n in (MODEL_JSON, WEIGHTS) if n not in members]
     if missing:
         raise ModelPackError(f"{p}: not a model pack: {', '.join(missing)} missing")
@@ -554,7 +542,7 @@ def read_model_pack(path: str | Path) -> PackContents:
             raise ModelPackError(f"{p}: tensor {k} has shape {list(tensors[k].shape)} but model.json says "
                                  f"{manifest[k]}")
     card = members.get(MODEL_CARD, b"").decode("utf-8", errors="replace") or model_card(info)
-    return PackContents(p, info, tensors, card)
+    return PackContents(p, info, tensors, card, signed_by=verified.signed_by, members=members)
 
 
 def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
@@ -625,7 +613,7 @@ def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
     return base, models
 
 
-def load_model_pack(path: str | Path) -> ScreeningModel:
+def load_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> ScreeningModel:
     """Load a model pack (zip or folder) as a ready :class:`gsscreen.screening.ScreeningModel`.
 
     Checks, in order: the format version, gsscreen version compatibility, the SHA-256 of ``weights.safetensors``
@@ -633,7 +621,7 @@ def load_model_pack(path: str | Path) -> ScreeningModel:
     """
     from gsscreen.screening import ScreeningModel
 
-    contents = read_model_pack(path)
+    contents = read_model_pack(path, trusted_keys)
     base, models = build_fold_models(contents)
     return ScreeningModel(contents.info, base, models, card=contents.card, path=contents.path)
 

@@ -35,6 +35,12 @@ def register(app: typer.Typer) -> None:
         reader_group: str | None = typer.Option(
             None, "--reader-group", help="Readers-CSV column that groups physicians (default: group/.../role)."
         ),
+        subgroup: list[str] = typer.Option(
+            [], "--subgroup", help="Cohort column to report results by (repeatable), e.g. --subgroup ethnicity."
+        ),
+        prevalence: float | None = typer.Option(
+            None, "--prevalence", min=0.0, max=1.0, help="GS prevalence where the model would be used: PPV/NPV there."
+        ),
     ) -> None:
         """Write the study report (tables, ROC with CI band, physicians, Grad-CAM) as one HTML file."""
         from gsscreen.report import build_report
@@ -53,6 +59,8 @@ def register(app: typer.Typer) -> None:
                 cohort_csv=cohort,
                 include_incomplete_readers=include_incomplete,
                 reader_group_column=reader_group,
+                subgroups=tuple(subgroup),
+                prevalence=prevalence,
             )
         except (RunFolderError, FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -20,7 +20,17 @@ def _parse_age_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _load(model: Path | None):  # -> ScreeningModel
+def _trusted(paths: list[Path] | None) -> list | None:
+    from gsscreen.packsign import load_public_key
+
+    return [load_public_key(p) for p in paths] if paths else None
+
+
+TRUSTED_KEY_HELP = ("Ed25519 public key (PEM) the model pack must be signed with; repeat for several. The shipped "
+                    "demo pack is always checked against its own key.")
+
+
+def _load(model: Path | None, trusted_key: list[Path] | None = None):  # -> ScreeningModel
     from gsscreen.modelpack import ModelPackError, load_model_pack
     from gsscreen.screening import resolve_model
 
@@ -33,7 +43,7 @@ def _load(model: Path | None):  # -> ScreeningModel
         typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
                     "demonstration, not a medical device)", err=True, fg="yellow")
     try:
-        return load_model_pack(path)
+        return load_model_pack(path, _trusted(trusted_key))
     except ModelPackError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
@@ -51,6 +61,7 @@ def export(
     age_range: str | None = typer.Option(None, help="Ages of the training cohort in months, e.g. 12-180."),
     cohort: Path | None = typer.Option(None, help="Cohort CSV to read the age range from (age_months)."),
     demo: bool = typer.Option(False, help="Write the demo model's card (Down syndrome only, not a medical device)."),
+    sign: Path | None = typer.Option(None, "--sign", help="Sign the pack with this Ed25519 private key (PEM)."),
 ) -> None:
     """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
     from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, read_model_pack
@@ -60,13 +71,19 @@ def export(
                        description=description)
     try:
         out = export_model_pack(run_dir, output, cfg)
+        signer = None
+        if sign is not None:
+            from gsscreen.packsign import sign_model_pack
+
+            signer = sign_model_pack(out, sign)
         info = read_model_pack(out).info
     except (ModelPackError, FileNotFoundError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
     size = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
     typer.echo(f"wrote {out} ({size / 1e6:.1f} MB): {info['backbone']}, {info['n_folds']} fold model(s), "
-               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})")
+               f"threshold {info['threshold']:.4f} ({info['threshold_rule']})"
+               + (f"; signed with key {signer}" if signer else ""))
 
 
 def screen(
@@ -78,6 +95,7 @@ def screen(
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
 
@@ -87,7 +105,7 @@ def screen(
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
-    m = _load(model)
+    m = _load(model, trusted_key)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
                        workers=workers)
@@ -111,6 +129,7 @@ def serve(
                                       help="API token (Authorization: Bearer); required off loopback."),
     audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
     allow_host: list[str] = typer.Option([], "--allow-host", help="A host name the app may be reached under "
                                          "(besides localhost and IP addresses); repeat for several."),
 ) -> None:
@@ -124,7 +143,7 @@ def serve(
     except ValueError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
-    m = _load(model)
+    m = _load(model, trusted_key)
     serve_app(cfg, m)
 
 

@@ -8,6 +8,7 @@ neither analysed nor listed as a failure) is counted as "not accounted for" rath
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 import matplotlib
@@ -140,7 +141,7 @@ def flow_rows(flow: Flow) -> list[list[str]]:
         return [name, str(c.gs), str(c.control), str(c.unknown), str(c.total)]
 
     rows = [row("Photos in", flow.photos_in), row("Excluded", flow.n_excluded)]
-    rows += [row(f"  {r}", c) for r, c in flow.excluded]
+    rows += [row(f"• {r}", c) for r, c in flow.excluded]
     if flow.unaccounted.total or flow.unaccounted.gs or flow.unaccounted.control:
         rows.append(row("Not accounted for", flow.unaccounted))
     rows.append(row("Analysed", flow.analysed))
@@ -149,10 +150,10 @@ def flow_rows(flow: Flow) -> list[list[str]]:
 
 def flow_figure(flow: Flow) -> Figure:
     """The flow diagram: "photos in" → "analysed" down the left, "excluded, with reasons" to the right."""
-    n_lines = max(len(flow.excluded), 1)
-    height = 2.6 + 0.17 * n_lines
+    n_lines = max(2 * len(flow.excluded), 1)
+    height = 2.4 + 0.2 * n_lines
     with matplotlib.rc_context(_RC):
-        fig = _new_figure(6.6, height)
+        fig = _new_figure(5.6, height)
         ax = fig.add_subplot()
         ax.set_axis_off()
         ax.set_xlim(0, 1)
@@ -160,23 +161,27 @@ def flow_figure(flow: Flow) -> Figure:
         box = {"boxstyle": "round,pad=0.5", "facecolor": "#eef5fb", "edgecolor": PALETTE["blue"], "lw": 0.9}
         xbox = {"boxstyle": "round,pad=0.5", "facecolor": "#fdf0e6", "edgecolor": PALETTE["vermillion"], "lw": 0.9}
         top_y, bottom_y = 0.9, 0.1
-        ax.text(0.2, top_y, f"Photos in\n{flow.photos_in.text()}", ha="center", va="center", bbox=box, fontsize=8)
-        ax.text(0.2, bottom_y, f"Analysed\n{flow.analysed.text()}", ha="center", va="center", bbox=box, fontsize=8)
+        ax.text(0.2, top_y, f"Photos in\n{flow.photos_in.text()}", ha="center", va="center", bbox=box, fontsize=9)
+        ax.text(0.2, bottom_y, f"Analysed\n{flow.analysed.text()}", ha="center", va="center", bbox=box, fontsize=9)
         ax.annotate("", xy=(0.2, bottom_y + 0.09), xytext=(0.2, top_y - 0.09),
                     arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})
-        lines = [f"Excluded: {flow.n_excluded.text()}"]
-        lines += [f"• {r}: {c.total} (GS {c.gs}, control {c.control}"
-                  + (f", unknown {c.unknown})" if c.unknown else ")") for r, c in flow.excluded]
+        lines = textwrap.wrap(f"Excluded: {flow.n_excluded.text()}", 46, subsequent_indent="   ")
+        for r, c in flow.excluded:
+            # Wrapped so a long reason stays inside the figure (text beyond its edge would be cut off).
+            item = f"• {r}: {c.total} (GS {c.gs}, control {c.control}" + (f", unknown {c.unknown})" if c.unknown
+                                                                          else ")")
+            lines += textwrap.wrap(item, 46, subsequent_indent="   ")
         if not flow.excluded:
             lines.append("• none")
         if flow.unaccounted.gs or flow.unaccounted.control or flow.unaccounted.unknown:
             u = flow.unaccounted
-            lines.append(f"Not accounted for: GS {u.gs:+d}, control {u.control:+d}"
-                         + (f", class unknown {u.unknown:+d}" if u.unknown else ""))
+            lines += textwrap.wrap(f"Not accounted for: GS {u.gs:+d}, control {u.control:+d}"
+                                   + (f", class unknown {u.unknown:+d}" if u.unknown else ""), 46,
+                                   subsequent_indent="   ")
         mid = 0.5
         ax.annotate("", xy=(0.43, mid), xytext=(0.2, mid),
                     arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})
-        ax.text(0.44, mid, "\n".join(lines), ha="left", va="center", bbox=xbox, fontsize=7, linespacing=1.35)
+        ax.text(0.44, mid, "\n".join(lines), ha="left", va="center", bbox=xbox, fontsize=8, linespacing=1.35)
     return fig
 
 

@@ -420,6 +420,8 @@ def build_report(
     seed: int = 0,
     include_incomplete_readers: bool = False,
     reader_group_column: str | None = None,
+    subgroups: Sequence[str] = (),
+    prevalence: float | None = None,
 ) -> Path:
     """Write the study report of ``run_dir`` as one self-contained HTML file; returns its path.
 
@@ -439,6 +441,8 @@ def build_report(
             statistics (κ, group means, MRMC); by default they are flagged and left out.
         reader_group_column: readers-CSV column that groups physicians (default: group / experience / seniority
             / level / role, the first present).
+        subgroups: cohort columns to report results by (besides syndrome, age band and sex).
+        prevalence: GS prevalence of the intended population, for PPV / NPV there and the decision curve.
     """
     if gallery not in GALLERY_CHOICES:
         raise ValueError(f"gallery must be one of {', '.join(GALLERY_CHOICES)}, got {gallery!r}")
@@ -488,6 +492,9 @@ def build_report(
 
         sections.append(Section("readers", "Physicians as a group", "sections/readers.html.j2",
                                 study_context(readers, nums)))
+    from gsscreen.report.evidence import evidence_sections
+
+    sections += evidence_sections(run, fig_dir, subgroups, prevalence, n_boot=max(n_boot, 1000), seed=seed)
     if gallery != "none":
         sections.append(gradcam_section(run, report_dir, fig_dir, gallery, max_gallery, cover_eyes))
     sections.append(config_section(run, saved))

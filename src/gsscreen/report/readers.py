@@ -83,6 +83,11 @@ def compare(answers: pd.DataFrame, run: RunData, band: Any) -> tuple[pd.DataFram
     mcnemar_b, mcnemar_c, delong_p, reader_auc, model_auc``.
     """
     a, problems = match_answers(answers, run)
+    if "late" in a.columns:  # the reader study's server marks answers given after the answer time (issue #11)
+        late = int(pd.to_numeric(a["late"], errors="coerce").fillna(0).astype(bool).sum())
+        if late:
+            problems.append(f"{late} of {len(a)} answers were given late (after the display and answer time); "
+                            "they are included")
     return _compare_matched(a, run, band), problems
 
 

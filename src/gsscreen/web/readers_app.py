@@ -16,6 +16,14 @@ Design points:
   served to the moment the answer arrived. A photo re-shown after a reload counts an extra ``view`` and the clock
   restarts; ``views`` is exported so an analyst can see it.
 - **One answer per reader and photo** (the table's primary key): a second answer is refused with 409.
+- **Invitations** (issue #11): a reader signs in only with the code the organiser made for them
+  (``gsscreen readers invite NAME``; stored as a SHA-256, bound to the name and role), so nobody can become another
+  reader. Off loopback the app still serves photos only to invited, signed-in readers, behind the same cross-site
+  guard as the screening app (:mod:`gsscreen.web.security`).
+- **The display rule on the server**: the clock runs from the *first* display; a photo is not served again once its
+  display time is over, and an answer later than ``seconds + answer_seconds`` after the first display is stored
+  with ``late = 1`` (exported, and counted by ``readers export``).
+- **CSV cells** that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) are escaped.
 
 Public API: :class:`ReadersConfig`, :func:`create_app`, :func:`serve`, :class:`ReaderStudy`,
 :func:`read_cohort_images`, :func:`export_answers`, :func:`read_answers`, :func:`write_example_cohort`.
@@ -56,7 +64,7 @@ ANSWERS = ("GS", "control")
 COOKIE_NAME = "gsscreen_readers_token"
 TOKEN_HEADER = "X-Reader-Token"
 STATIC_DIR = Path(__file__).resolve().parent / "readers"
-EXPORT_COLUMNS = ("reader", "role", "photo", "answer", "confidence", "seconds", "answered_at", "views")
+EXPORT_COLUMNS = ("reader", "role", "photo", "answer", "confidence", "seconds", "answered_at", "views", "late")
 _NAME_MAX = 80
 
 # Images the browser gets: JPEG, longest side at most this many pixels (a phone photo is 4000 px; a screen is not).
@@ -98,7 +106,16 @@ CREATE TABLE IF NOT EXISTS answers (
     confidence INTEGER CHECK (confidence BETWEEN 1 AND 5),
     seconds REAL NOT NULL,
     answered_at TEXT NOT NULL,
+    late INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (reader_id, photo_id)
+);
+CREATE TABLE IF NOT EXISTS invitations (
+    code_hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('junior', 'senior')),
+    created_at TEXT NOT NULL,
+    UNIQUE (name_key, role)
 );
 """
 
@@ -107,7 +124,8 @@ CREATE TABLE IF NOT EXISTS answers (
 class ReadersConfig:
     """Configuration of ``gsscreen readers serve`` (stored in the database's ``meta`` table at every start).
 
-    ``seconds`` is the display time of each photo in seconds (the paper: 10). ``confidence`` asks for a 1–5
+    ``seconds`` is the display time of each photo in seconds (the paper: 10). ``answer_seconds``: time to answer
+    after the photo is hidden; a later answer is kept but marked ``late``. ``confidence`` asks for a 1–5
     confidence with every answer. ``seed`` seeds every reader's photo order (together with name and role).
     """
 
@@ -119,6 +137,8 @@ class ReadersConfig:
     port: int = 8765
     seed: int = 0
     max_side: int = _DEFAULT_MAX_SIDE
+    answer_seconds: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
@@ -292,11 +312,13 @@ class ReaderStudy:
             raise ValueError(f"{cfg.cohort}: no usable photos for a reader study")
         self.cfg = cfg
         self.db = Path(cfg.db)
-        self.db.parent.mkdir(parents=True, exist_ok=True)
+        from gsscreen.fsperm import private_file
+
+        private_file(self.db)  # owner-only (the WAL and shm files copy its mode)
         con = _connect(self.db)
         try:
             con.execute("PRAGMA journal_mode = WAL")  # persistent: set once, every later connection uses it
-            con.executescript(_SCHEMA)
+            _ensure_schema(con)
             with _write(con):
                 row = con.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
                 salt = row["value"] if row else secrets.token_hex(16)
@@ -324,8 +346,9 @@ class ReaderStudy:
 
     # -- sessions ---------------------------------------------------------------------------------------------
 
-    def sign_in(self, name: str, role: str) -> tuple[dict[str, Any], str]:
-        """Sign reader ``(name, role)`` in, creating them (and their photo order) on first sign-in.
+    def sign_in(self, name: str, role: str, invite: str | None = None) -> tuple[dict[str, Any], str]:
+        """Sign reader ``(name, role)`` in with their invitation code, creating them (and their photo order) on
+        first sign-in. 403 without a valid invitation for that name and role.
 
         Returns ``(progress, token)``; the token identifies this session in later requests.
         """
@@ -340,6 +363,12 @@ class ReaderStudy:
         con = _connect(self.db)
         try:
             with _write(con):
+                inv = con.execute("SELECT name_key, role FROM invitations WHERE code_hash = ?",
+                                  (_code_hash(invite or ""),)).fetchone()
+                if inv is None or inv["name_key"] != _name_key(clean) or inv["role"] != role:
+                    # One message for every case: a guesser learns nothing about which readers exist.
+                    raise ReaderStudyError(403, "sign-in needs the invitation code the study organiser gave you "
+                                           "(for this name and role)")
                 row = con.execute(
                     "SELECT reader_id FROM readers WHERE name_key = ? AND role = ?", (_name_key(clean), role)
                 ).fetchone()
@@ -405,7 +434,8 @@ class ReaderStudy:
     @staticmethod
     def _current(con: sqlite3.Connection, reader_id: int) -> sqlite3.Row | None:
         return con.execute(
-            "SELECT o.position, o.photo_id, o.last_served_at FROM orders o WHERE o.reader_id = ? AND NOT EXISTS "
+            "SELECT o.position, o.photo_id, o.first_served_at, o.last_served_at FROM orders o WHERE o.reader_id = ? "
+            "AND NOT EXISTS "
             "(SELECT 1 FROM answers a WHERE a.reader_id = o.reader_id AND a.photo_id = o.photo_id) "
             "ORDER BY o.position LIMIT 1",
             (reader_id,),
@@ -454,6 +484,10 @@ class ReaderStudy:
             cur = self._current(con, reader_id)
             if cur is None or cur["photo_id"] != photo_id:
                 raise ReaderStudyError(409, "not your current photo")
+            if cur["first_served_at"] is not None and \
+                    time.time() - float(cur["first_served_at"]) > self.cfg.seconds + _RESHOW_GRACE:
+                # The display time ran out at the first display: a reload does not restart the clock.
+                raise ReaderStudyError(409, "the display time of this photo is over; give your answer")
             photo = self.photos[photo_id]
             try:
                 data = _encoded_jpeg(photo.path, photo.path.stat().st_mtime_ns, self.cfg.max_side)
@@ -490,22 +524,67 @@ class ReaderStudy:
             with _write(con):
                 self._check_listed(con, reader_id, photo_id)
                 row = con.execute(
-                    "SELECT last_served_at FROM orders WHERE reader_id = ? AND photo_id = ?", (reader_id, photo_id)
+                    "SELECT first_served_at FROM orders WHERE reader_id = ? AND photo_id = ?", (reader_id, photo_id)
                 ).fetchone()
-                if row["last_served_at"] is None:
+                if row["first_served_at"] is None:
                     raise ReaderStudyError(409, "this photo has not been shown to you yet")
-                seconds = max(0.0, time.time() - float(row["last_served_at"]))
+                # From the first display, whatever reloads happened since.
+                seconds = max(0.0, time.time() - float(row["first_served_at"]))
+                late = int(seconds > self.cfg.seconds + self.cfg.answer_seconds)
                 try:
                     con.execute(
-                        "INSERT INTO answers (reader_id, photo_id, answer, confidence, seconds, answered_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (reader_id, photo_id, answer, confidence, round(seconds, 3), _now_iso()),
+                        "INSERT INTO answers (reader_id, photo_id, answer, confidence, seconds, answered_at, late) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (reader_id, photo_id, answer, confidence, round(seconds, 3), _now_iso(), late),
                     )
                 except sqlite3.IntegrityError as exc:  # a twin request that won the race: still one answer
                     raise ReaderStudyError(409, "this photo is already answered") from exc
             return self._progress(con, reader_id)
         finally:
             con.close()
+
+
+#: a reload within this many seconds after the display time ends still shows the photo (network, decoding)
+_RESHOW_GRACE = 2.0
+
+
+def _ensure_schema(con: sqlite3.Connection) -> None:
+    con.executescript(_SCHEMA)
+    cols = {r["name"] for r in con.execute("PRAGMA table_info(answers)")}
+    if "late" not in cols:  # a database from before the server-side display rule
+        con.execute("ALTER TABLE answers ADD COLUMN late INTEGER NOT NULL DEFAULT 0")
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.strip().encode("utf-8")).hexdigest()
+
+
+def create_invitation(db: str | Path, name: str, role: str) -> str:
+    """Make (or replace) the invitation of reader ``(name, role)`` in ``db``; returns the code to give them.
+
+    Only the code's SHA-256 is stored. Inviting the same reader again replaces the old code (it stops working).
+    """
+    clean = " ".join(str(name).split())
+    if not clean or len(clean) > _NAME_MAX:
+        raise ValueError(f"reader name must be 1-{_NAME_MAX} characters, got {name!r}")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    from gsscreen.fsperm import private_file
+
+    db = Path(db)
+    private_file(db)
+    code = secrets.token_urlsafe(12)
+    con = _connect(db)
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+        _ensure_schema(con)
+        with _write(con):
+            con.execute("DELETE FROM invitations WHERE name_key = ? AND role = ?", (_name_key(clean), role))
+            con.execute("INSERT INTO invitations (code_hash, name, name_key, role, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (_code_hash(code), clean, _name_key(clean), role, _now_iso()))
+    finally:
+        con.close()
+    return code
 
 
 def _config_dict(cfg: ReadersConfig) -> dict[str, Any]:
@@ -532,7 +611,8 @@ def read_answers(db: str | Path) -> list[dict[str, Any]]:
         try:
             rows = con.execute(
                 "SELECT r.name AS reader, r.role AS role, p.image AS photo, a.answer AS answer, "
-                "a.confidence AS confidence, a.seconds AS seconds, a.answered_at AS answered_at, o.views AS views "
+                "a.confidence AS confidence, a.seconds AS seconds, a.answered_at AS answered_at, o.views AS views, "
+                "a.late AS late "
                 "FROM answers a JOIN readers r USING (reader_id) JOIN photos p USING (photo_id) "
                 "JOIN orders o ON o.reader_id = a.reader_id AND o.photo_id = a.photo_id "
                 "ORDER BY r.name_key, r.role, o.position"
@@ -554,8 +634,16 @@ def export_answers(db: str | Path, out: str | Path) -> int:
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(EXPORT_COLUMNS))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)
     return len(rows)
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: strings starting with ``= + - @`` (or tab / CR) get a leading ``'``
+    (OWASP's advice against CSV formula injection); numbers are left alone."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 # --------------------------------------------------------------------------------------------------- web app
@@ -566,6 +654,7 @@ class SignIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     role: Literal["junior", "senior"]
+    invite: str = Field(default="", max_length=200)
 
 
 class AnswerIn(BaseModel):
@@ -589,6 +678,9 @@ def create_app(cfg: ReadersConfig, study: ReaderStudy | None = None) -> FastAPI:
 
     app = FastAPI(title="gsscreen reader study", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.study = study
+    from gsscreen.web.security import SitePolicy, allowed_hosts_for, install_guard
+
+    install_guard(app, SitePolicy(allowed_hosts=allowed_hosts_for(cfg.host, cfg.allowed_hosts)))
 
     @app.exception_handler(ReaderStudyError)
     async def _refused(_: Request, exc: ReaderStudyError) -> JSONResponse:
@@ -623,7 +715,7 @@ def create_app(cfg: ReadersConfig, study: ReaderStudy | None = None) -> FastAPI:
 
     @app.post("/api/session")
     def sign_in(body: SignIn, response: Response) -> dict[str, Any]:
-        progress, token = study.sign_in(body.name, body.role)
+        progress, token = study.sign_in(body.name, body.role, body.invite)
         response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict", max_age=60 * 60 * 24 * 60, path="/")
         return {**progress, "token": token}
 
@@ -676,10 +768,21 @@ def serve(cfg: ReadersConfig) -> None:
     """Run the reader study with uvicorn until interrupted (Ctrl+C)."""
     import uvicorn
 
+    from gsscreen.web.screen_app import is_loopback
+
     app = create_app(cfg)
     study: ReaderStudy = app.state.study
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("reader study: listening on %s: anyone on this network can open it", cfg.host)
+    if not is_loopback(cfg.host):
+        con = _connect(Path(cfg.db))
+        try:
+            n_inv = con.execute("SELECT COUNT(*) FROM invitations").fetchone()[0]
+        finally:
+            con.close()
+        if not n_inv:
+            raise ValueError(f"refusing to listen on {cfg.host} with no invitations in {cfg.db}: invite the readers "
+                             "first (`gsscreen readers invite NAME --role junior`), or keep --host 127.0.0.1")
+        log.warning("reader study: listening on %s: only invited readers (%d invitations) can sign in", cfg.host,
+                    n_inv)
     print(
         f"Reader study: {len(study.photos)} photos, {cfg.seconds:g} s each, answers in {cfg.db}\n"
         f"Open http://{'localhost' if cfg.host in ('127.0.0.1', '::1') else cfg.host}:{cfg.port}/ "
@@ -697,6 +800,8 @@ __all__ = [
     "ReadersConfig",
     "StudyPhoto",
     "create_app",
+    "create_invitation",
+    "csv_safe",
     "export_answers",
     "photo_key",
     "read_answers",

@@ -10,8 +10,9 @@ site whose DNS name later resolves to 127.0.0.1 (DNS rebinding) becomes *same-or
   anything but ``same-origin`` / ``none``, or sends an ``Origin`` other than the app's own (``null`` included,
   unless ``Sec-Fetch-Site`` vouches for it: a no-referrer page's own form posts say ``Origin: null``).
   Non-browser clients (curl, hospital systems) send neither header and pass.
-- **No simple requests on the API** (paths under ``/api/``): ``text/plain``, ``application/x-www-form-urlencoded``
-  and a missing ``Content-Type`` are refused (415); a browser can send those cross-origin without a CORS preflight.
+- **No simple requests on the API** (paths under ``/api/``): a body sent as ``text/plain``,
+  ``application/x-www-form-urlencoded`` or without a ``Content-Type`` is refused (415); a browser can send those
+  cross-origin without a CORS preflight.
 - **CSRF token** for HTML forms: :class:`CsrfToken` makes a per-server secret for the page to embed and checks it.
 
 The middleware wraps the whole app, so an endpoint added later is covered without doing anything. Refusals are
@@ -117,7 +118,8 @@ class SitePolicy:
         if origin is not None and not vouched and not self._same_origin(origin, host or ""):
             return Refusal(403, "cross_origin", f"request from another origin ({origin}) refused: only pages "
                            "of this app may send it")
-        if any(path.startswith(p) for p in self.api_prefixes):
+        has_body = headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
+        if has_body and any(path.startswith(p) for p in self.api_prefixes):
             ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if not ctype or ctype in SIMPLE_CONTENT_TYPES:
                 return Refusal(415, "simple_content_type", f"Content-Type {ctype or '(none)'!s} is not accepted "

@@ -94,6 +94,9 @@
 
   function showSignIn() {
     $("who").hidden = true;
+    // An invitation link (…/#invite=CODE) fills the code in; the fragment never reaches the server's logs.
+    const m = /invite=([^&]+)/.exec(window.location.hash);
+    if (m && !$("invite").value) $("invite").value = decodeURIComponent(m[1]);
     show("signin");
     $("name").focus();
   }
@@ -238,9 +241,11 @@
     const role = document.querySelector('input[name="role"]:checked');
     if (!name) return showError("Enter your name.");
     if (!role) return showError("Choose your role.");
+    if (!$("invite").value.trim()) return showError("Enter the invitation code the study organiser gave you.");
     $("signin-button").disabled = true;
     try {
-      setWho(await api("POST", "/api/session", { name, role: role.value }));
+      const invite = $("invite").value.trim();
+      setWho(await api("POST", "/api/session", { name, role: role.value, invite }));
       await refresh(false);
     } catch (error) {
       showError(error.message);

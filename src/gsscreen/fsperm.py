@@ -1,0 +1,45 @@
+"""Owner-only files and folders for what holds children's data: databases, run folders, the face-crop cache.
+
+Folders gsscreen creates get mode 0700 and its data files 0600, whatever the umask: a photo study's crops, answers
+and audit logs are not for other accounts on a shared machine. Existing folders the user chose (the current
+directory, a home folder) are never re-moded; only what gsscreen makes is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) owner-only; an existing folder is left as it is. Returns the path."""
+    p = Path(path)
+    missing = []
+    q = p
+    while not q.exists():
+        missing.append(q)
+        if q.parent == q:
+            break
+        q = q.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
+    return p
+
+
+def private_file(path: str | Path) -> Path:
+    """Make ``path`` owner-only, creating it empty first when missing (so SQLite's -wal/-shm files, which copy the
+    database's mode, are owner-only too). Returns the path."""
+    p = Path(path)
+    if not p.exists():
+        private_dir(p.parent)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        os.close(fd)
+    os.chmod(p, FILE_MODE)
+    return p
