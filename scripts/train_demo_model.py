@@ -9,6 +9,8 @@ Development data only (``../shared/data``), never copied into the repository:
    class-balanced, into five subsets; subset 0 (20%) is held out. utk-kids clusters are split in two halves at
    random: one half joins the training cohort as extra controls (so "stock photo" is not a shortcut for
    "healthy"), the other is held out. A utk-kids cluster that touches a ds-kaggle photo follows that photo's side.
+   Clusters of more than ``--max-cluster`` (50) photos are chains of look-alikes, not one child: they stay whole in
+   training (otherwise one such chain could be the whole held-out GS class).
    No cluster has photos on both sides; ``OUT/holdout_audit.json`` counts held-out photos with a training photo
    above 0.8 / 0.9 cosine (it should be 0 at 0.8 by construction).
 2. ``gsscreen study`` (default preset: frozen FaceNet, cached features, the paper's head, CE + triplet, RMSProp,
@@ -41,8 +43,13 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_split(data: Path, out: Path, seed: int, threshold: float) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
-    """Write the training cohort CSV; return it, the held-out table (image, label, set) and the clustered table."""
+def build_split(data: Path, out: Path, seed: int, threshold: float,
+                max_cluster: int = 50) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    """Write the training cohort CSV; return it, the held-out table (image, label, set) and the clustered table.
+
+    A cluster of more than ``max_cluster`` photos is not one child but a chain of look-alikes (single linkage at
+    0.80 joins hundreds of photos); it is kept whole on the training side, so it can neither leak nor make up
+    the held-out set by itself."""
     from gsscreen.cohort import cohort_from_folders, find_images, load_cohort, write_cohort_csv
     from gsscreen.identity import likely_same_child
     from gsscreen.training.splits import assign_subsets
@@ -54,12 +61,17 @@ def build_split(data: Path, out: Path, seed: int, threshold: float) -> tuple[Pat
     both = pd.concat([ds, utk], ignore_index=True)
     both, emb, crops = likely_same_child(both, threshold=threshold, align_dir=out / "aligned_all")
     both["crop"] = crops
+    size = both["identity_cluster"].map(both["identity_cluster"].value_counts())
+    chained = (size > max_cluster).to_numpy()
     is_ds = (both["source"] == "ds-kaggle").to_numpy()
-    ds_part = assign_subsets(both[is_ds].reset_index(drop=True), n_folds=5, seed=seed)
     side = pd.Series(index=both.index, dtype=object)
-    side[np.flatnonzero(is_ds)] = np.where(ds_part["subset"].to_numpy() == 0, "held", "train")
+    side[chained] = "train"
+    free = np.flatnonzero(is_ds & ~chained)
+    ds_part = assign_subsets(both.iloc[free].reset_index(drop=True), n_folds=5, seed=seed)
+    side[free] = np.where(ds_part["subset"].to_numpy() == 0, "held", "train")
     # ds-kaggle's grouping also follows sha256 / near-duplicate chains, so read each cluster's side from its photos.
-    cluster_side = {c: s for c, s in zip(both.loc[is_ds, "identity_cluster"], side[is_ds], strict=True)}
+    cluster_side = {c: s for c, s in zip(both.loc[is_ds | chained, "identity_cluster"], side[is_ds | chained],
+                                         strict=True)}
     rng = np.random.default_rng(seed)
     utk_clusters = sorted(set(both.loc[~is_ds, "identity_cluster"]))
     order = rng.permutation(len(utk_clusters))
@@ -92,7 +104,10 @@ def build_split(data: Path, out: Path, seed: int, threshold: float) -> tuple[Pat
              "held_with_train_neighbour_ge_0.8": int((best >= 0.8).sum()),
              "held_with_train_neighbour_ge_0.9": int((best >= 0.9).sum()),
              "max_held_to_train_cosine": float(best.max()) if len(best) else None,
-             "n_clusters_2plus": int((both["identity_cluster"].value_counts() >= 2).sum())}
+             "n_clusters_2plus": int((both["identity_cluster"].value_counts() >= 2).sum()),
+             "max_cluster_held_out": max_cluster,
+             "chained_clusters_kept_in_training": int(both.loc[chained, "identity_cluster"].nunique()),
+             "photos_in_chained_clusters": int(chained.sum())}
     (out / "holdout_audit.json").write_text(json.dumps(audit, indent=2) + "\n")
     both.drop(columns=["side"]).assign(side=both["side"]).to_csv(out / "clusters.csv", index=False)
     return csv, held, both
@@ -200,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-tta-flip", action="store_true", help="no mirror-image averaging (half the body passes)")
     ap.add_argument("--features", type=Path, default=None, help="stored body outputs (generalise_features.py)")
     ap.add_argument("--check", type=int, default=24, help="held-out photos also screened end to end")
+    ap.add_argument("--sign-key", type=Path, default=Path("/work/artifacts/keys/demo_ed25519.pem"),
+                    help="Ed25519 private key the shipped demo pack is signed with (scripts/sign_demo_pack.py)")
     ap.add_argument("--card", type=Path, default=REPO / "src" / "gsscreen" / "assets" / "DEMO_MODEL.md",
                     help="model card whose hold-out section is rewritten (none: --card '')")
     args = ap.parse_args(argv)
@@ -231,17 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     print(result.summary_table().to_string())
     t_train = time.perf_counter() - t1
 
-    args.pack.parent.mkdir(parents=True, exist_ok=True)
+    # Exported and measured as a work copy in the run folder (the shipped path is always signature-checked);
+    # copied to --pack and signed at the end.
+    work = args.out / "demo_model.gss"
     export_model_pack(
-        args.out / "study", args.pack,
+        args.out / "study", work,
         ExportConfig(folds="all", demo=True, name="gsscreen-demo-down-syndrome",
                      description="Down syndrome vs healthy (web-collected photos); a demonstration"),
     )
     from gsscreen.modelpack import load_model_pack
 
-    model = load_model_pack(args.pack)
+    model = load_model_pack(work)
     t2 = time.perf_counter()
-    scored, check = score_heldout(args.pack, held, clustered, store, args.check, args.seed)
+    scored, check = score_heldout(work, held, clustered, store, args.check, args.seed)
     t_screen = time.perf_counter() - t2
     scored.to_csv(args.out / "holdout_predictions.csv", index=False)
 
@@ -278,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_wall_min": t_train / 60,
         "total_wall_min": (time.perf_counter() - t0) / 60,
         "score_s_per_photo": t_screen / max(len(scored), 1),
-        "pack_bytes": args.pack.stat().st_size,
+        "pack_bytes": work.stat().st_size,
     }
     (args.out / "holdout_metrics.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
@@ -287,11 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     # same weights, same threshold), next to it as JSON, and in DEMO_MODEL.md between its markers.
     note = holdout_note(out)
     export_model_pack(
-        args.out / "study", args.pack,
+        args.out / "study", work,
         ExportConfig(folds="all", demo=True, name="gsscreen-demo-down-syndrome",
                      description="Down syndrome vs healthy (web-collected photos); a demonstration",
                      holdout_note=note),
     )
+    ship(work, args.pack, args.sign_key)
     summary = {k: out[k] for k in ("holdout", "threshold", "ds_kaggle_holdout", "ds_kaggle_holdout_auc_ci_delong",
                                    "ds_kaggle_holdout_sensitivity_at_specificity_0.95", "ds_kaggle_holdout_n",
                                    "ds_kaggle_holdout_n_gs", "utk_holdout_false_positive_rate",
@@ -301,6 +321,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.card is not None and args.card.is_file():
         write_card_section(args.card, note)
     return 0
+
+
+def ship(work: Path, pack: Path, key: Path | None) -> None:
+    """Copy the measured pack to ``pack`` and, with ``key`` (the demo key's private half), sign it there."""
+    import shutil
+
+    pack.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work, pack)
+    if key is not None and key.is_file():
+        from gsscreen.packsign import sign_model_pack
+
+        print(f"signed {pack} with key {sign_model_pack(pack, key)}")
+    else:
+        print(f"{pack} is NOT signed (no --sign-key): run scripts/sign_demo_pack.py before shipping it")
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -332,8 +366,11 @@ def holdout_note(m: dict) -> str:
         f"{u_n} UTKFace children (all healthy). No model in this pack was trained, tuned or thresholded on them.",
         "The hold-out is by child, not by photo: photos whose faces are similar by FaceNet (cosine similarity "
         f"≥ {a['identity_threshold']:.2f}, and chains of such pairs), identical files and near-duplicates were kept "
-        f"on one side. Afterwards the most similar training photo of any held-out photo has cosine "
-        f"{a['max_held_to_train_cosine']:.3f}. " + scored,
+        f"on one side. Single linkage also chains look-alike children into large clusters; the "
+        f"{a.get('chained_clusters_kept_in_training', 0)} cluster(s) of more than {a.get('max_cluster_held_out', 50)} "
+        f"photos ({a.get('photos_in_chained_clusters', 0)} photos) were kept whole in training, so the held-out "
+        "photos are the more distinctive faces, not a random sample. Afterwards the most similar training photo of "
+        f"any held-out photo has cosine {a['max_held_to_train_cosine']:.3f}. " + scored,
         "",
         "| held-out set | n | result |",
         "|---|---|---|",
