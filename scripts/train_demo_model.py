@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pack", type=Path, default=REPO / "src" / "gsscreen" / "assets" / "demo_model.gss")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--identity-threshold", type=float, default=0.80)
+    ap.add_argument("--max-cluster", type=int, default=50, help="larger clusters stay whole in training")
     ap.add_argument("--n-views", type=int, default=None, help="augmented views cached per photo (preset: 4)")
     ap.add_argument("--no-tta-flip", action="store_true", help="no mirror-image averaging (half the body passes)")
     ap.add_argument("--features", type=Path, default=None, help="stored body outputs (generalise_features.py)")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    csv, held, clustered = build_split(args.data, args.out, args.seed, args.identity_threshold)
+    csv, held, clustered = build_split(args.data, args.out, args.seed, args.identity_threshold, args.max_cluster)
     print(json.dumps(json.loads((args.out / "holdout_audit.json").read_text()), indent=2))
     overrides: dict = {"seed": args.seed, "train": {}}
     if args.n_views is not None:
