@@ -87,8 +87,9 @@ def build_split(data: Path, out: Path, seed: int, threshold: float,
         raise SystemExit(f"{int((mixed > 1).sum())} likely-same-child clusters on both sides: split bug")
 
     cols = ["image", "label", "syndrome", "subject_id", "source"]
+    # No cluster ids as subject ids: a chained cluster holds both labels (the cohort check would drop it); the
+    # study groups its folds by the same likely-same-child clusters itself (StudyConfig.grouping).
     train = both[both["side"] == "train"][cols].copy()
-    train["subject_id"] = "c" + both.loc[both["side"] == "train", "identity_cluster"].astype(str)
     csv = out / "train_cohort.csv"
     write_cohort_csv(train, csv)
     held = both[both["side"] == "held"][["image", "label", "source"]].rename(columns={"source": "set"})
