@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", type=Path, default=Path("/work/artifacts/model"))
     ap.add_argument("--out", type=Path, default=Path("/work/artifacts/model/bench_generalise"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="keep the variant rows of OUT/results.csv (same split) and "
+                                                          "only refresh the shipped model's row")
     args = ap.parse_args(argv)
     if not (args.run / "clusters.csv").is_file():
         print(f"skipped: {args.run / 'clusters.csv'} not found (run scripts/train_demo_model.py first)")
@@ -160,11 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     grid = [0.01, 0.1, 1.0]
     rows, skipped = [], []
     fn = d.get("facenet")
+    old = args.out / "results.csv"
+    if args.reuse and old.is_file():
+        prev = pd.read_csv(old)
+        rows = prev[~prev["variant"].str.startswith("shipped")].to_dict("records")
+        skipped = json.loads((args.out / "skipped.json").read_text()) if (args.out / "skipped.json").is_file() else []
+        d = {}
+        fn = None
 
     def plain(key: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda i: d[key][i]
 
-    if fn is not None:
+    if args.reuse and old.is_file():
+        pass
+    elif fn is not None:
         rows.append(evaluate("LR on FaceNet (utk half as controls)", logreg, grid, plain("facenet"),
                              lambda i: [d["facenet"][i]], t, args.seed, train, ones))
         rows.append(evaluate("LR on FaceNet, no external controls", logreg, grid, plain("facenet"),
@@ -175,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
                              lambda i: [d["facenet"][i]], t, args.seed, train, ones))
     else:
         skipped.append("every FaceNet variant: descriptors missing")
-    if "facenet_flip" in d:
+    if args.reuse and old.is_file():
+        pass
+    elif "facenet_flip" in d:
         rows.append(evaluate("LR on FaceNet + flip TTA", logreg, grid, plain("facenet"),
                              lambda i: [d["facenet"][i], d["facenet_flip"][i]], t, args.seed, train, ones))
     else:
         skipped.append("flip TTA / flip augmentation on the LR: mirror-image descriptors not computed (CPU)")
-    if "dlib" in d:
+    if args.reuse and old.is_file():
+        pass
+    elif "dlib" in d:
         rows.append(evaluate("LR on dlib ResNet 128-d", logreg, grid, plain("dlib"),
                              lambda i: [d["dlib"][i]], t, args.seed, train, ones))
         both = np.hstack([d["facenet"], d["dlib"]])
@@ -199,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                         "spec_at_threshold": m["ds_kaggle_holdout"]["specificity"],
                         "utk_fpr": m["utk_holdout_false_positive_rate"], "cpu_s": 60 * m["train_wall_min"],
                         "C": None, "oof_auc": None})
+    (args.out / "skipped.json").parent.mkdir(parents=True, exist_ok=True)
+    (args.out / "skipped.json").write_text(json.dumps(skipped))
+    skipped = [s for s in skipped if not s.startswith(("fine-tuning", "stronger", "grey vs"))]
     skipped += ["fine-tuning the last FaceNet stages: not run (2 shared CPU cores; each fold re-runs the "
                 "unfrozen stages every epoch)",
                 "stronger colour/blur augmentation: needs augmented-view body passes per photo (CPU)",
