@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-identity")
     ap.add_argument("--aligned", type=Path, default=None, help="folder with landmarks.csv + crops/ (skip aligning)")
     ap.add_argument("--n-copies", type=int, default=300, help="ds-kaggle crops whose edited copies are embedded")
+    ap.add_argument("--no-utk", action="store_true", help="leave utk-kids out (no ds-kaggle vs utk-kids pairs)")
     ap.add_argument("--fmr", type=float, default=1e-4, help="false-match rate the chosen threshold must not exceed")
     args = ap.parse_args(argv)
     if not (args.data / "ds-kaggle").is_dir() and args.aligned is None:
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     images, crops = _crops(args.data, args.out, args.aligned)
+    if args.no_utk:
+        images, crops = map(list, zip(*[(i, c) for i, c in zip(images, crops, strict=True) if "utk" not in i],
+                                       strict=True))
     emb, ok = embed_crop_files(crops)
     images = [images[i] for i in ok]
     crops = [crops[i] for i in ok]

@@ -119,7 +119,9 @@ def test_401_and_500_leave_audit_rows(model: ScreeningModel, tmp_path: Path, ast
     def broken(*_a, **_k):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(model, "screen_file", broken)
+    # On the class: the service's batcher pickles the model for its workers, and runs the network part here.
+    monkeypatch.setattr(ScreeningModel, "screen_file", broken)
+    monkeypatch.setattr(ScreeningModel, "screen_prepared", broken)
     auth = {"Authorization": "Bearer " + "t" * 24}
     r = c.post("/api/screen", files={"photo": ("a.jpg", jpg, "image/jpeg")}, headers=auth)
     assert r.status_code == 500 and r.json()["code"] == "internal_error"

@@ -118,7 +118,12 @@ def test_tripod_points_to_sections_present(report: tuple[Path, str]) -> None:
     sec = html[html.index('<section id="tripod">'):]
     assert '<a href="#cohort">Section 1 (Cohort)</a>' in sec
     assert re.search(r"<td>17</td><td>Ethical approval</td><td><span class=\"desc\">not reported</span>", sec)
-    assert re.search(r"<td>14</td><td>Fairness</td><td><span class=\"desc\">not reported", sec)
+    row14 = re.search(r"<td>14</td><td>Fairness</td><td>(.*?)</td>", sec)
+    assert row14
+    if '<section id="subgroups">' in html:  # the subgroup section, where the report has one
+        assert 'href="#subgroups"' in row14.group(1)
+    else:
+        assert "not reported" in row14.group(1)
     # A subgroup section added by another part of the code is found through its id.
     secs = [Section("cohort", "Cohort", "x", number=1), Section("subgroups", "Subgroups", "x", number=2)]
     rows = {r["item"]: r for r in checklist_rows(secs)}
@@ -163,3 +168,17 @@ def test_flow_without_a_cohort_table(tmp_path: Path) -> None:
     flow = participant_flow(load_run(run))
     assert flow.photos_in.total == len(pred) + 2 and flow.photos_in.unknown == 2
     assert "No cohort table" in flow.notes[0] and flow.source.startswith("predictions.csv")
+
+
+def test_gradcam_gallery_svg_keeps_its_labels_as_text(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from gsscreen.explain import gallery
+
+    ov = tmp_path / "ov.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(ov)  # a flat synthetic tile, no face needed
+    res = gallery([{"overlay": str(ov), "on_face_share": 0.8, "on_face": True, "file": "x/tile_01.png"}],
+                  tmp_path / "g")
+    svg = res.svg.read_text(encoding="utf-8")
+    assert "<text" in svg and "tile_01.png" in svg

@@ -130,3 +130,13 @@ def test_reader_study_without_confidences_uses_the_binary_calls() -> None:
         c, t = calls[r].to_numpy(), y.to_numpy()
         sens, spec = (c[t == 1] == 1).mean(), (c[t == 0] == 0).mean()
         assert st.mrmc.auc[0, j] == pytest.approx((sens + spec) / 2)
+
+
+def test_late_answers_are_noted_in_the_report(tmp_path: Path) -> None:
+    run, _c, pred = make_run(tmp_path / "s", seed=6)
+    df = make_readers(tmp_path / "r.csv", pred)
+    df["late"] = 0
+    df.loc[df.index[:3], "late"] = 1
+    df.to_csv(tmp_path / "r.csv", index=False)
+    html = build_report(run, readers_csv=tmp_path / "r.csv", gallery="none").read_text(encoding="utf-8")
+    assert f"3 of {len(df)} answers were given late" in html

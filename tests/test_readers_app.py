@@ -344,3 +344,26 @@ def test_database_refuses_another_cohort(cohort_csv: Path, tmp_path: Path) -> No
     other = write_example_cohort(tmp_path / "other", n=3)
     with pytest.raises(ValueError, match="another cohort"):
         create_app(ReadersConfig(cohort=other, db=db))
+
+
+def test_sign_out_ends_exactly_that_session(cohort_csv: Path, tmp_path: Path) -> None:
+    """A reader signed in on two devices who signs out on one stays signed in on the other; other readers too."""
+    c = _app(cohort_csv, tmp_path / "r.sqlite")
+    first = _sign_in(c, "ann", "junior")["token"]
+    second = _sign_in(c, "ann", "junior")["token"]
+    other = _sign_in(c, "bob", "senior")["token"]
+    c.cookies.clear()
+    assert len({first, second, other}) == 3
+
+    def signed_in(token: str) -> bool:
+        r = c.get("/api/session", headers={ra.TOKEN_HEADER: token})
+        assert r.status_code in (200, 401), r.text
+        return r.status_code == 200
+
+    assert signed_in(first) and signed_in(second) and signed_in(other)
+    assert c.delete("/api/session", headers={ra.TOKEN_HEADER: first}).status_code == 200
+    assert not signed_in(first)  # the old token is dead on the server, not only in the browser
+    assert signed_in(second) and signed_in(other)
+    # Ann's answers survive her signing out: the second device carries on where she was.
+    _answer_next(TestClient(c.app, headers={ra.TOKEN_HEADER: second}))
+    assert c.get("/api/session", headers={ra.TOKEN_HEADER: second}).json()["answered"] == 1

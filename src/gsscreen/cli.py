@@ -12,7 +12,7 @@ from gsscreen import __version__
 
 # One module per pipeline area; each exposes ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
-    "demo", "cohort", "align", "weights", "study", "explain", "report", "readers", "screening", "evaluate",
+    "demo", "cohort", "align", "weights", "study", "explain", "report", "readers", "screening", "evaluate", "cache",
 )
 
 class _Root(TyperGroup):

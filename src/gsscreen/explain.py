@@ -700,5 +700,8 @@ def gallery(
     out.parent.mkdir(parents=True, exist_ok=True)
     png, svg = out.with_suffix(".png"), out.with_suffix(".svg")
     fig.savefig(png)
-    fig.savefig(svg)
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # labels stay editable text, like the report's figures
+        fig.savefig(svg)
     return GalleryResult(png=png, svg=svg, summary=summary, n_on_face=n_on, n_maps=len(shown), skipped=skipped)

@@ -164,7 +164,7 @@ def build_evaluation_report(out_dir: str | Path, subgroups: Sequence[str] = (), 
     from gsscreen.report import figures as F
     from gsscreen.report.evidence import evidence_sections
     from gsscreen.report.flow import flow_figure, participant_flow
-    from gsscreen.report.html import _version, cohort_section, config_section, write_report
+    from gsscreen.report.html import Section, _version, cohort_section, config_section, write_report
     from gsscreen.report.run import load_run
 
     run = load_run(out_dir)
@@ -172,11 +172,10 @@ def build_evaluation_report(out_dir: str | Path, subgroups: Sequence[str] = (), 
     fig_dir = report_dir / "figures"
     flow = participant_flow(run)
     saved = {"flow": F.save_figure(flow_figure(flow), fig_dir, "participant_flow")}
-    sections = [cohort_section(run, flow, saved["flow"]),
-                *evidence_sections(run, fig_dir, subgroups, prevalence, n_boot=n_boot, seed=seed),
-                config_section(run, saved)]
+    evidence = evidence_sections(run, fig_dir, subgroups, prevalence, n_boot=n_boot, seed=seed)
+    sections = [cohort_section(run, flow, saved["flow"]), *(Section(**d) for d in evidence), config_section(run, saved)]
     for s in sections:
-        if s.id == "calibration":
+        if s.id == "calibration":  # the same numbers, for a fixed model on new photos
             s.id = "evaluation"
             s.title = "External validation: accuracy with confidence intervals, calibration, net benefit"
     return write_report(sections, report_dir / "report.html", report_dir,

@@ -7,6 +7,7 @@ directory, a home folder) are never re-moded; only what gsscreen makes is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,3 +44,31 @@ def private_file(path: str | Path) -> Path:
         os.close(fd)
     os.chmod(p, FILE_MODE)
     return p
+
+
+def named_os_error(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` with ``path`` as its file name when it has none (a write through a file object names no file)."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno else OSError(f"{path}: {exc}")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` all or nothing: a temporary file in the same folder (owner-only by default),
+    then a rename. On any failure (a full disk, a read-only folder) the temporary file is removed and the error,
+    naming ``path``, is raised: no zero-byte or half-written file is left for a rerun to trust."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise named_os_error(exc, p) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

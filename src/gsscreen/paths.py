@@ -17,7 +17,9 @@ def cache_dir(*parts: str, create: bool = True) -> Path:
         base = Path(xdg) / "gsscreen"
     path = base.joinpath(*parts)
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        from gsscreen.fsperm import private_dir
+
+        private_dir(path)  # owner-only: the face cache keeps children's face crops
     return path
 
 

@@ -208,6 +208,22 @@ class ScreeningModel:
             x = body[i](x)
         return x
 
+    def _shared_body(self, x: torch.Tensor) -> torch.Tensor:
+        # The frozen body every fold shares, without autograd: on ONNX Runtime once use_onnx() enabled it.
+        onnx = getattr(self, "onnx_body", None)
+        return onnx(x) if onnx is not None else self._run(self.base, x, 0, self.shared_upto)
+
+    def use_onnx(self, enable: bool = True, threads: int = 1) -> str:
+        """Run the shared frozen body on ONNX Runtime (see :mod:`gsscreen.models.onnx_body`) for P(GS) without
+        autograd; Grad-CAM keeps torch. Returns "" when enabled, else why not (torch is used)."""
+        self.onnx_body = None
+        if not enable:
+            return "disabled"
+        from gsscreen.models.onnx_body import load_onnx_body
+
+        self.onnx_body, why = load_onnx_body(self, threads)
+        return why
+
     def _fold_logits(self, k: int, f: torch.Tensor, start: int | None = None) -> torch.Tensor:
         m = self.models[k]
         x = self._run(m, f, self.shared_upto if start is None else start, self.n_body)
@@ -219,7 +235,7 @@ class ScreeningModel:
 
         with torch.inference_mode():
             views = torch.cat([x, torch.flip(x, dims=[3])]) if self.tta_flip else x
-            f = self._run(self.base, views, 0, self.shared_upto)
+            f = self._shared_body(views)
             out = []
             for k in range(len(self.models)):
                 p = torch.softmax(self._fold_logits(k, f).float(), dim=1)[:, 1]
@@ -281,7 +297,7 @@ class ScreeningModel:
         import torch
 
         with torch.inference_mode():
-            f = self._run(self.base, x, 0, self.shared_upto)
+            f = self._shared_body(x)
             ps = [torch.softmax(self._fold_logits(k, f).float(), dim=1)[:, 1] for k in range(len(self.models))]
             return torch.stack(ps, dim=1).cpu().numpy().astype(np.float64)
 
@@ -465,6 +481,7 @@ class ScreeningModel:
         light = copy.copy(self)
         light.base = None  # type: ignore[assignment]
         light.models = []
+        light.onnx_body = None
         return light
 
 
@@ -528,6 +545,7 @@ class ScreenConfig:
     quality: QualityLimits = field(default_factory=QualityLimits)
     batch_size: int = 32  # photos per model batch (and per write of the result tables)
     workers: int = 2  # processes that decode, detect and align; 0 = all in this process
+    runtime: str = "auto"  # the shared frozen body: "auto" (ONNX Runtime when it can, models/onnx_body) or "torch"
 
 
 _GLOB_CHARS = set("*?[")

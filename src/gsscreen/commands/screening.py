@@ -95,6 +95,8 @@ def screen(
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
+    runtime: str = typer.Option("auto", "--runtime", help="The shared frozen body on auto (ONNX Runtime when it "
+                                "can be exported and matches torch) or torch."),
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
@@ -108,7 +110,7 @@ def screen(
     m = _load(model, trusted_key)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
-                       workers=workers)
+                       workers=workers, runtime=runtime)
     table = screen_batch(m, cfg, progress=True)
     typer.echo(f"model {m.model_id}: threshold {m.threshold:.4f}")
     shown = 200  # an archive run would flood the terminal: the full table is in results.csv

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -130,17 +129,15 @@ class FaceCache:
         return rec, None
 
     def put(self, key: str, rec: dict[str, Any], png: bytes | None) -> None:
-        """Store atomically (write to a temporary name, then rename; the JSON, written last, marks completeness)."""
+        """Store atomically (write to a temporary name, then rename; the JSON, written last, marks completeness).
+        Owner-only files; a failed write leaves no temporary or partial file."""
+        from gsscreen.fsperm import atomic_write_bytes, private_dir
+
         meta_p, png_p = self._paths(key)
-        meta_p.parent.mkdir(parents=True, exist_ok=True)
-        tag = f".tmp{os.getpid()}"
+        private_dir(meta_p.parent)
         if png is not None:
-            tmp = png_p.with_name(png_p.name + tag)
-            tmp.write_bytes(png)
-            os.replace(tmp, png_p)
-        tmp = meta_p.with_name(meta_p.name + tag)
-        tmp.write_text(json.dumps(rec), encoding="utf-8")
-        os.replace(tmp, meta_p)
+            atomic_write_bytes(png_p, png)
+        atomic_write_bytes(meta_p, json.dumps(rec).encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -188,8 +185,11 @@ def align_file(path: str | Path, cfg: AlignConfig) -> tuple[dict[str, Any], byte
 def _worker_init() -> None:
     import cv2
 
+    from gsscreen.procs import exit_with_parent
+
     # N worker processes each on one thread use N cores without oversubscribing them.
     cv2.setNumThreads(1)
+    exit_with_parent()  # a killed `gsscreen align` must not leave its workers running
 
 
 def _work(job: tuple[int, str, str, str, dict[str, Any], str]) -> tuple[int, dict[str, Any]]:
@@ -201,7 +201,9 @@ def _work(job: tuple[int, str, str, str, dict[str, Any], str]) -> tuple[int, dic
         with contextlib.suppress(OSError):  # a full or read-only cache must not lose the result
             FaceCache(Path(cache_root)).put(key, rec, png)
     if png is not None:
-        Path(crop_path).write_bytes(png)
+        from gsscreen.fsperm import atomic_write_bytes
+
+        atomic_write_bytes(Path(crop_path), png)  # all or nothing: never a zero-byte crop a rerun would trust
     return idx, rec
 
 
@@ -295,7 +297,9 @@ def align_cohort(
     paths = image_paths(items)
     out = Path(out_dir).resolve()  # the returned table holds absolute crop paths, whatever the working directory
     crops_dir = out / "crops"
-    crops_dir.mkdir(parents=True, exist_ok=True)
+    from gsscreen.fsperm import private_dir
+
+    private_dir(crops_dir)  # children's face crops: owner-only
     save_config(cfg, out / "config.json")
     ckey = config_key(cfg)
     cache = FaceCache() if cfg.cache else None
@@ -323,7 +327,9 @@ def align_cohort(
         if hit is not None:
             rec, png = hit
             if png is not None:
-                shutil.copyfile(png, crop_paths[i])
+                from gsscreen.fsperm import atomic_write_bytes
+
+                atomic_write_bytes(crop_paths[i], png.read_bytes())
             records[i], cached[i] = rec, True
         else:
             jobs.append((i, str(p), key, str(crop_paths[i]), cfg_dict, str(cache.root) if cache else ""))

@@ -1,8 +1,8 @@
 """The report's evidence sections: accuracy with 95 % CIs, calibration, decision curve, subgroups, leakage audit.
 
 Each builder takes the :class:`~gsscreen.report.run.RunData` (a study's run folder or an ``evaluate`` output
-folder, which has the same files) and returns a :class:`~gsscreen.report.html.Section` rendered by its partial
-under ``templates/sections/``. Clusters for the bootstrap come from ``splits.csv`` (``group``: the subject /
+folder, which has the same files) and returns the fields of a :class:`~gsscreen.report.html.Section` (its partial
+under ``templates/sections/``). Clusters for the bootstrap come from ``splits.csv`` (``group``: the subject /
 near-duplicate / likely-same-child group) when present, else each photo is its own cluster.
 """
 
@@ -25,7 +25,7 @@ from gsscreen.evaluation.diagnostic import (
     subgroup_table,
 )
 from gsscreen.report import figures as F
-from gsscreen.report.format import fmt, make_table
+from gsscreen.report.format import Figure, fmt, make_table
 from gsscreen.report.run import RunData, match_photos, photo_key
 
 _LABELS = {
@@ -41,6 +41,16 @@ def _label(name: str) -> str:
     if name.startswith("specificity@sens"):
         return f"Specificity at sensitivity {float(name.removeprefix('specificity@sens')):.2f}"
     return _LABELS.get(name, name)
+
+
+def _section(id_: str, title: str, template: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    # The fields of report.html.Section: html.py wraps them (this module must not import html: no import circle).
+    return {"id": id_, "title": title, "template": template, "ctx": ctx}
+
+
+def figure(saved: F.SavedFigure, alt: str, caption: str, width: str = "100%") -> Figure:
+    """A saved figure embedded as an SVG data URI (as :func:`gsscreen.report.html.figure`)."""
+    return Figure.from_svg(saved.svg, alt, caption, width)
 
 
 def prediction_clusters(run: RunData) -> np.ndarray:
@@ -80,8 +90,6 @@ def accuracy_section(run: RunData, fig_dir: Path, prevalence: float | None = Non
     decision curve, from the pooled out-of-fold (or external) predictions."""
     from gsscreen.evaluation.calibration import calibration_intercept_slope, reliability_table
     from gsscreen.report.calibration_figure import reliability_figure
-    from gsscreen.report.html import Section, figure
-
     pred = run.predictions
     y, p, call = pred["y"].to_numpy(int), pred["p_gs"].to_numpy(float), pred["called"].to_numpy(int)
     clusters = prediction_clusters(run)
@@ -141,8 +149,8 @@ def accuracy_section(run: RunData, fig_dir: Path, prevalence: float | None = Non
                                      " (at this sample's prevalence)."), width="460px"),
         "summary": s,
     }
-    return Section("calibration", "Accuracy with confidence intervals, calibration and net benefit",
-                   "sections/evidence.html.j2", ctx)
+    return _section("calibration", "Accuracy with confidence intervals, calibration and net benefit",
+                    "sections/evidence.html.j2", ctx)
 
 
 def _ci_text(lo: Any, hi: Any) -> str:
@@ -174,8 +182,6 @@ def _decision_figure(dc: pd.DataFrame, prevalence: float | None) -> Any:
 
 def subgroup_section(run: RunData, columns: Sequence[str] = (), min_n: int = MIN_SUBGROUP_N) -> Any:
     """Recall (GS) and specificity (controls) with Wilson CIs per syndrome, age band, sex and each named column."""
-    from gsscreen.report.html import Section
-
     pred = run.predictions
     cc = cohort_columns(run)
     frame = pd.DataFrame({"y": pred["y"].to_numpy(int), "call": pred["called"].to_numpy(int)}, index=pred.index)
@@ -213,7 +219,7 @@ def subgroup_section(run: RunData, columns: Sequence[str] = (), min_n: int = MIN
     if not tables:
         notes.append("No subgroup column available (the cohort table has no syndrome, age_months or sex, and none "
                      "was named with --subgroup).")
-    return Section("subgroups", "Subgroups", "sections/subgroups.html.j2", {"tables": tables, "notes": notes})
+    return _section("subgroups", "Subgroups", "sections/subgroups.html.j2", {"tables": tables, "notes": notes})
 
 
 def _rate(est: float, lo: float, hi: float, n: int) -> str:
@@ -227,8 +233,6 @@ def _rate(est: float, lo: float, hi: float, n: int) -> str:
 
 def leakage_section(run: RunData) -> Any | None:
     """The likely-same-child grouping and the leakage audit from ``metrics.json["grouping"]`` (None without it)."""
-    from gsscreen.report.html import Section
-
     g = run.metrics.get("grouping") if isinstance(run.metrics, dict) else None
     if not g:
         return None
@@ -249,12 +253,13 @@ def leakage_section(run: RunData) -> Any | None:
                               "perceptual near-duplicate chains. The audit counts test photos whose most similar "
                               "photo in the training subsets of their own fold is at least that close: at 0.9 nearly "
                               "always the same child, at 0.8 often (see benchmarks/bench_identity.py)."])
-    return Section("leakage", "Leakage audit", "sections/leakage.html.j2", {"table": table})
+    return _section("leakage", "Leakage audit", "sections/leakage.html.j2", {"table": table})
 
 
 def evidence_sections(run: RunData, fig_dir: Path, subgroups: Sequence[str] = (), prevalence: float | None = None,
                       n_boot: int = 1000, seed: int = 0) -> list[Any]:
-    """The sections above in report order (the leakage audit only when the run has one)."""
+    """The sections above in report order (the leakage audit only when the run has one), as the keyword
+    arguments of :class:`gsscreen.report.html.Section`."""
     out = [accuracy_section(run, fig_dir, prevalence, n_boot, seed), subgroup_section(run, subgroups)]
     leak = leakage_section(run)
     if leak is not None:

@@ -494,7 +494,8 @@ def build_report(
                                 study_context(readers, nums)))
     from gsscreen.report.evidence import evidence_sections
 
-    sections += evidence_sections(run, fig_dir, subgroups, prevalence, n_boot=max(n_boot, 1000), seed=seed)
+    sections += [Section(**d) for d in evidence_sections(run, fig_dir, subgroups, prevalence, n_boot=max(n_boot, 1000),
+                                                         seed=seed)]
     if gallery != "none":
         sections.append(gradcam_section(run, report_dir, fig_dir, gallery, max_gallery, cover_eyes))
     sections.append(config_section(run, saved))

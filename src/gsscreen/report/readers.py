@@ -71,6 +71,11 @@ def match_answers(answers: pd.DataFrame, run: RunData) -> tuple[pd.DataFrame, li
         raise ValueError("none of the readers' photos is among the study's test photos (check the photo names)")
     a["photo"] = a["photo"].map(matched)
     a["call"] = answers_to_labels(a["answer"].to_numpy(), where="answer").astype(int)
+    if "late" in a.columns:  # the reader study's server marks answers given after the answer time (issue #11)
+        late = int(pd.to_numeric(a["late"], errors="coerce").fillna(0).astype(bool).sum())
+        if late:
+            problems.append(f"{late} of {len(a)} answers were given late (after the display and answer time); "
+                            "they are included")
     return a, problems
 
 
@@ -83,11 +88,6 @@ def compare(answers: pd.DataFrame, run: RunData, band: Any) -> tuple[pd.DataFram
     mcnemar_b, mcnemar_c, delong_p, reader_auc, model_auc``.
     """
     a, problems = match_answers(answers, run)
-    if "late" in a.columns:  # the reader study's server marks answers given after the answer time (issue #11)
-        late = int(pd.to_numeric(a["late"], errors="coerce").fillna(0).astype(bool).sum())
-        if late:
-            problems.append(f"{late} of {len(a)} answers were given late (after the display and answer time); "
-                            "they are included")
     return _compare_matched(a, run, band), problems
 
 

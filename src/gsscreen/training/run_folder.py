@@ -61,11 +61,11 @@ def _tmp(path: Path) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    from gsscreen.fsperm import atomic_write_bytes, private_dir
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(p)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
+    private_dir(p.parent)
+    atomic_write_bytes(p, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
@@ -214,11 +214,13 @@ def trainable_state(model: nn.Module, prefixes: tuple[str, ...]) -> dict[str, to
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Write safetensors atomically; ``metadata`` values are stored as JSON strings."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tmp = _tmp(path)
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    from gsscreen.fsperm import atomic_write_bytes
+
+    # Serialised in memory, then written by Python: a full disk is an OSError naming the file, and no partial
+    # or temporary file is left (safetensors' own writer reports neither).
+    atomic_write_bytes(path, save(tensors, metadata={k: json.dumps(v) for k, v in metadata.items()}))
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -231,9 +233,27 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    """``torch.save`` all or nothing, owner-only. Written through a Python file object, so a full disk is an
+    ``OSError`` naming ``path`` (torch's own file writer raises a bare RuntimeError), and the temporary file is
+    removed on any failure."""
+    import contextlib
+
+    from gsscreen.fsperm import FILE_MODE, named_os_error
+
     tmp = _tmp(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise named_os_error(exc, path) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def load_torch(path: Path) -> Any:

@@ -315,7 +315,9 @@ def run_study(
     """
     cfg, random_init_note = _check_pretrained((cfg or StudyConfig()).validate())
     run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from gsscreen.fsperm import private_dir
+
+    private_dir(run_dir)  # a run folder holds children's photo lists and predictions: owner-only
     table, failures = _study_table(cohort)
     ext_entries = [str(e) for e in cfg.external_controls]
     fp = cohort_fingerprint(table, ext_entries)
@@ -330,7 +332,13 @@ def run_study(
                  config_hash(cfg), fp)
         if random_init_note:
             log.warning("%s", random_init_note)
-        return _run(table, failures, run_dir, cfg, ext_entries, progress, on_epoch_end, random_init_note)
+        try:
+            return _run(table, failures, run_dir, cfg, ext_entries, progress, on_epoch_end, random_init_note)
+        except Exception as exc:  # a full or read-only disk, a bad input, a bug: the log says why the run stopped
+            from gsscreen.errors import one_line
+
+            log.error("study stopped: %s", one_line(exc))
+            raise
 
 
 def _check_pretrained(cfg: StudyConfig) -> tuple[StudyConfig, str | None]:

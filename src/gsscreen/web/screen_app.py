@@ -93,6 +93,8 @@ class ScreenAppConfig:
         max_upload_mb: largest accepted photo, MB (larger → 413).
         max_pixels: largest accepted pixel count, read from the header before decoding (larger → 413).
         heatmap: compute the Grad-CAM heatmap by default.
+        workers, max_batch, batch_wait_ms: concurrent requests are prepared in ``workers`` processes and meet in
+            model batches of up to ``max_batch`` photos, collected for ``batch_wait_ms`` (see ``web/batcher.py``).
         allowed_hosts: host names (besides localhost and IP addresses) the app may be reached under.
     """
 
@@ -104,6 +106,9 @@ class ScreenAppConfig:
     max_upload_mb: float = 20.0
     max_pixels: int = 40_000_000
     heatmap: bool = True
+    workers: int = 2
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
     allowed_hosts: tuple[str, ...] = ()
 
     @property
@@ -153,8 +158,10 @@ class AuditLog:
     )"""
 
     def __init__(self, path: str | Path) -> None:
+        from gsscreen.fsperm import private_file
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # owner-only (SQLite's -wal and -shm files copy its mode)
         self._lock = threading.Lock()
         with self._connect() as con:
             con.execute(self.SCHEMA)
@@ -374,8 +381,13 @@ def _demo_note(model: ScreeningModel) -> str:
 
 def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     """The FastAPI app screening with ``model`` (see the module docstring)."""
+    from gsscreen.web.batcher import BatcherConfig, ScreenBatcher
+
     audit = AuditLog(cfg.audit_db)
-    lock = threading.Lock()  # one screening at a time: torch already uses every core
+    # Photos are prepared in worker processes and screened in batches by one model thread: the event loop only
+    # moves bytes (no model, OpenCV or PNG work on it).
+    batcher = ScreenBatcher(model, BatcherConfig(workers=cfg.workers, max_batch=cfg.max_batch,
+                                                 max_wait_ms=cfg.batch_wait_ms, max_pixels=cfg.max_pixels))
     app = FastAPI(
         title="gsscreen screening API",
         version=str(model.info.get("gsscreen_version", "")),
@@ -387,6 +399,8 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     app.state.audit = audit
     app.state.model = model
     app.state.cfg = cfg
+    app.state.batcher = batcher
+    app.router.on_shutdown.append(batcher.close)
     csrf = CsrfToken()
     app.state.csrf = csrf
 
@@ -413,14 +427,9 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         presented = got[7:].strip() if got[:7].lower() == "bearer " else (form_token or "")
         return hmac.compare_digest(presented.encode(), cfg.token.encode())
 
-    def run_screen(data: bytes, age: float | None, heatmap: bool) -> ScreenResult:
-        with lock:
-            return model.screen_file(data, age_months=age, heatmap=heatmap, max_pixels=cfg.max_pixels)
-
     async def screen_bytes(data: bytes, age: float | None, heatmap: bool, channel: str) -> tuple[ScreenResult, str]:
         """The screening of ``data`` and the photo's SHA-256 (as audited); refusals raise an audited UploadError."""
-        sha = hashlib.sha256(data).hexdigest()
-        res = await run_in_threadpool(run_screen, data, age, heatmap)
+        res, sha = await batcher.screen(data, age, heatmap)
         if res.ok:
             audit.record(channel=channel, sha256=sha, n_bytes=len(data), model_id=model.model_id, status=200,
                          p_gs=res.p_gs, call=res.call, flags=res.flags)
@@ -475,8 +484,8 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         except Exception as exc:  # a bug must still leave an audit row and a JSON answer (issue #11)
             err = internal_error(exc, "api", data)
             return _json_error(err)
-        body = {**res.to_dict(), "photo_sha256": sha,
-                "heatmap_png_base64": _png_b64(res.overlay) if res.overlay is not None else None}
+        png = await run_in_threadpool(_png_b64, res.overlay) if res.overlay is not None else None
+        body = {**res.to_dict(), "photo_sha256": sha, "heatmap_png_base64": png}
         return ScreenResponse.model_validate(body)
 
     @app.get("/api/model", summary="The model in use", tags=["screening"], responses={401: _ERRORS[401]})
@@ -523,7 +532,7 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
             refuse(err, "web", data)
             return HTMLResponse(_page("error.html", status=str(err.status), detail=html.escape(err.detail),
                                       **common()), status_code=err.status)
-        return HTMLResponse(_result_html(res, model))
+        return HTMLResponse(await run_in_threadpool(_result_html, res, model))
 
     @app.exception_handler(UploadError)
     async def _upload_error(_request: Request, exc: UploadError) -> JSONResponse:
@@ -574,5 +583,6 @@ def serve_app(cfg: ScreenAppConfig, model: ScreeningModel) -> None:
 
     check_bind(cfg)
     app = create_app(cfg, model)
+    app.state.batcher.warm_up()  # worker processes and the model thread start before the first request
     print(f"gsscreen screening app on http://{cfg.host}:{cfg.port}/  (API docs: /docs; Ctrl+C stops)")
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")

@@ -1,0 +1,126 @@
+"""The screening web service under concurrent load: throughput, p50 and p95 latency, errors.
+
+Starts ``gsscreen serve`` on a loopback port (this checkout; and, with ``--old-src``, the code before request
+batching) and runs ``--clients`` concurrent clients, each posting ``--requests`` ds-kaggle photos (heatmaps on) to
+``/api/screen`` one after the other (bounded loops). Every server is measured in the same run, so the ratio means
+something on a shared machine.
+
+Goals: 20 clients with heatmaps ≥ 2× the old throughput and p95 ≤ 3 s; 50 clients without errors.
+
+    .venv/bin/python benchmarks/bench_service.py --data ../shared/data --old-src /work/artifacts/speed/old/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(src: Path, tmp: Path, model: str | None) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "gsscreen", "serve", "--port", str(port), "--audit-db", str(tmp / f"a{port}.db")]
+    if model:
+        cmd += ["--model", model]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"server from {src} exited with {proc.returncode}")
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+async def load(base: str, photos: list[bytes], clients: int, requests: int) -> dict[str, float]:
+    import httpx
+
+    lat: list[float] = []
+    errors: list[str] = []
+
+    async def client(k: int, c: httpx.AsyncClient) -> None:
+        for r in range(requests):
+            data = photos[(k * requests + r) % len(photos)]
+            t = time.perf_counter()
+            try:
+                resp = await c.post("/api/screen", files={"photo": ("p.jpg", data, "image/jpeg")},
+                                    params={"heatmap": "true"})
+                if resp.status_code not in (200, 422):  # 422: no face in a web photo is an answer, not an error
+                    errors.append(f"HTTP {resp.status_code}")
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+            lat.append(time.perf_counter() - t)
+
+    limits = httpx.Limits(max_connections=clients + 5)
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(k, c) for k in range(clients)])
+        wall = time.perf_counter() - t0
+    q = statistics.quantiles(lat, n=20)
+    return {"n": len(lat), "rps": len(lat) / wall, "p50": statistics.median(lat), "p95": q[18],
+            "errors": len(errors)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO_SRC.parents[1] / "shared" / "data")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--old-src", type=Path, default=None)
+    ap.add_argument("--requests", type=int, default=4, help="requests per client at 20 clients")
+    ap.add_argument("--photos", type=int, default=100)
+    args = ap.parse_args()
+
+    import httpx
+
+    files = sorted((args.data / "ds-kaggle" / "down").glob("*.jpg"))[: args.photos // 2]
+    files += sorted((args.data / "ds-kaggle" / "healthy").glob("*.jpg"))[: args.photos // 2]
+    photos = [f.read_bytes() for f in files]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_service_"))
+    servers = [("new", REPO_SRC)] + ([("old", args.old_src)] if args.old_src else [])
+    rows = []
+    for name, src in servers:
+        proc, base = start_server(src, tmp, args.model)
+        try:
+            for d in photos[:2]:  # warm: detector, allocator, worker processes
+                httpx.post(base + "/api/screen", files={"photo": ("p.jpg", d, "image/jpeg")}, timeout=600)
+            plans = [(20, args.requests)] + ([(50, 2)] if name == "new" else [])
+            for clients, reqs in plans:
+                r = asyncio.run(load(base, photos, clients, reqs))
+                rows.append((name, clients, r))
+                print(f"{name:<4} {clients:>3} clients × {reqs}: {r['rps']:.2f} req/s, p50 {r['p50']:.2f} s, "
+                      f"p95 {r['p95']:.2f} s, errors {r['errors']}/{r['n']}", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    by = {(n, c): r for n, c, r in rows}
+    if ("old", 20) in by:
+        print(f"throughput at 20 clients, new / old: {by[('new', 20)]['rps'] / by[('old', 20)]['rps']:.2f}x "
+              f"(goal >= 2x); load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

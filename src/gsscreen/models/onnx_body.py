@@ -1,0 +1,114 @@
+"""The frozen body of a model pack on ONNX Runtime: the part every fold model shares, run without autograd.
+
+Measured side by side on the shared 2-core machine (``benchmarks/bench_onnx_body.py``, FaceNet body at 160 px, one
+thread each): ONNX Runtime 7.8 photos/s vs torch 4.5 at batch 32 (1.73×), 7.6 vs 3.3 at batch 1; outputs within
+1e-6. So folder screening runs the shared body there when it can (``ScreenConfig.runtime = "auto"``); Grad-CAM still
+needs torch's autograd and uses torch.
+
+The body is exported once per pack into the cache (``cache_dir("onnx")``), keyed by the pack's weights hash, the
+shared depth and the input size. Exporting needs the ``onnx`` package (not a gsscreen dependency; running a cached
+export needs only ``onnxruntime``). Before use, the ONNX body is checked against torch on a fixed input: outputs
+must agree within :data:`TOLERANCE`, otherwise torch is used and a warning says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from gsscreen.screening import ScreeningModel
+
+log = logging.getLogger(__name__)
+
+#: largest |difference| allowed between the ONNX body's features and torch's on the check input
+TOLERANCE = 1e-4
+OPSET = 17
+
+
+class OnnxBody:
+    """Callable ``(B, 3, S, S)`` float32 tensor → the shared body's output tensor, on ONNX Runtime."""
+
+    def __init__(self, session: Any, path: Path) -> None:
+        self.session, self.path = session, path
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        out = self.session.run(None, {"x": np.ascontiguousarray(x.detach().float().cpu().numpy())})[0]
+        return torch.from_numpy(out)
+
+
+def cache_path(model: ScreeningModel) -> Path:
+    """Where the pack's body export lives in the cache."""
+    from gsscreen.paths import cache_dir
+
+    blob = json.dumps({"weights": model.info.get("weights_sha256"), "upto": model.shared_upto,
+                       "size": model.input_size, "backbone": model.info.get("backbone"), "opset": OPSET},
+                      sort_keys=True)
+    return cache_dir("onnx") / f"body-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.onnx"
+
+
+def export_body(model: ScreeningModel, path: Path) -> Path:
+    """Export ``model.base.body[:shared_upto]`` to ``path`` (atomically; needs the ``onnx`` package)."""
+    import torch
+
+    body = torch.nn.Sequential(*list(model.base.body)[: model.shared_upto]).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    s = model.input_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        torch.onnx.export(body, (torch.rand(2, 3, s, s),), str(tmp), dynamo=False, input_names=["x"],
+                          output_names=["f"], dynamic_axes={"x": {0: "batch"}, "f": {0: "batch"}},
+                          opset_version=OPSET)
+    os.replace(tmp, path)
+    return path
+
+
+def load_onnx_body(model: ScreeningModel, threads: int = 1) -> tuple[OnnxBody | None, str]:
+    """``(the ONNX body, "")`` when it can be used, else ``(None, why not)``.
+
+    Exports into the cache on first use (when ``onnx`` is installed), then checks the outputs against torch."""
+    import torch
+
+    if model.shared_upto < 1:
+        return None, "the model shares no frozen body"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None, "onnxruntime is not installed"
+    path = cache_path(model)
+    if not path.is_file():
+        if importlib.util.find_spec("onnx") is None:
+            return None, "exporting the body needs the `onnx` package (pip install onnx)"
+        try:
+            export_body(model, path)
+        except Exception as exc:  # an exporter gap must not stop screening: torch runs the body
+            return None, f"export failed: {type(exc).__name__}: {exc}"
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    try:
+        body = OnnxBody(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]), path)
+    except Exception as exc:  # a damaged cache file: export again next time
+        path.unlink(missing_ok=True)
+        return None, f"could not load {path.name}: {exc}"
+    s = model.input_size
+    x = torch.from_numpy(np.random.default_rng(0).random((2, 3, s, s), dtype=np.float32))
+    with torch.inference_mode():
+        ref = model._run(model.base, x, 0, model.shared_upto)
+    diff = float((body(x) - ref).abs().max())
+    if not diff <= TOLERANCE:
+        return None, f"ONNX body differs from torch by {diff:.2e} (> {TOLERANCE:g})"
+    return body, ""

@@ -1,0 +1,70 @@
+"""The shared frozen body on ONNX Runtime: exported once into the cache, outputs equal to torch's within 1e-4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from screen_support import fabricate_run
+
+from gsscreen.modelpack import ExportConfig, export_model_pack, load_model_pack
+from gsscreen.models import onnx_body
+from gsscreen.screening import ScreenConfig, ScreeningModel
+from gsscreen.screening_pipeline import run_screening
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module", params=[4, 5], ids=["cam-in-trained-part", "cam-in-frozen-body"])
+def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ScreeningModel:
+    d = tmp_path_factory.mktemp("pack")
+    run = fabricate_run(d / "run", folds=3, unfreeze_from=request.param)
+    return load_model_pack(export_model_pack(run, d / "m.gss", ExportConfig(name="onnx")))
+
+
+def test_onnx_body_equals_torch(model: ScreeningModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.from_numpy(np.random.default_rng(1).random((5, 3, model.input_size, model.input_size),
+                                                        dtype=np.float32))
+    model.use_onnx(False)
+    p_torch = model.predict_tensor(x)
+    with torch.inference_mode():
+        f_torch = model._run(model.base, x, 0, model.shared_upto)
+    assert model.use_onnx(True) == ""
+    try:
+        assert onnx_body.cache_path(model).is_file()
+        np.testing.assert_allclose(model.onnx_body(x).numpy(), f_torch.numpy(), atol=1e-4)
+        np.testing.assert_allclose(model.predict_tensor(x), p_torch, atol=1e-4)
+        # the export is cached: enabling again does not export
+        monkeypatch.setattr(onnx_body, "export_body", lambda *_a: pytest.fail("exported twice"))
+        assert model.use_onnx(True) == ""
+        # the network-free copy for the workers carries no session
+        assert model.preprocessor().onnx_body is None
+    finally:
+        model.use_onnx(False)
+
+
+def test_a_body_that_disagrees_is_not_used(model: ScreeningModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert model.use_onnx(True) == ""
+    real = onnx_body.OnnxBody.__call__
+    monkeypatch.setattr(onnx_body.OnnxBody, "__call__", lambda self, x: real(self, x) + 1e-3)
+    why = model.use_onnx(True)
+    assert "differs from torch" in why and model.onnx_body is None
+
+
+def test_screening_with_onnx_equals_torch(model: ScreeningModel, tmp_path: Path, astronaut: np.ndarray,
+                                          grace_hopper: np.ndarray) -> None:
+    from screen_support import encode
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(encode(astronaut))
+    (d / "g.jpg").write_bytes(encode(grace_hopper))
+    a = run_screening(model, ScreenConfig(inputs=[str(d)], out_dir=str(tmp_path / "a"), workers=0, heatmap=False,
+                                          runtime="auto"), progress=False)
+    b = run_screening(model, ScreenConfig(inputs=[str(d)], out_dir=str(tmp_path / "b"), workers=0, heatmap=False,
+                                          runtime="torch"), progress=False)
+    np.testing.assert_allclose(a["p_gs"], b["p_gs"], atol=1e-4)
+    assert getattr(model, "onnx_body", None) is None  # the run leaves the model as it found it
