@@ -226,10 +226,15 @@ class _Writer:
             return ""
         d = self.out / "heatmaps"
         d.mkdir(exist_ok=True)
-        p = d / f"{unique_stem(Path(res.file or 'photo').stem or 'photo', self.used)}_gradcam.png"
-        tmp = p.with_name(p.name + ".tmp")
-        Image.fromarray(res.overlay).save(tmp, format="PNG")
-        os.replace(tmp, p)
+        stem = unique_stem(Path(res.file or 'photo').stem or 'photo', self.used)
+        p = d / f"{stem}_gradcam.png"
+        pngs = [(p, res.overlay)]
+        if res.faces_overlay is not None:  # every face boxed on the photo, the scored one orange (beside it)
+            pngs.append((d / f"{stem}_faces.png", res.faces_overlay))
+        for q, arr in pngs:
+            tmp = q.with_name(q.name + ".tmp")
+            Image.fromarray(arr).save(tmp, format="PNG")
+            os.replace(tmp, q)
         return str(p.relative_to(self.out))
 
     def write(self, items: list[tuple[ScreenResult, str | None]]) -> None:

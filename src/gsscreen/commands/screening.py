@@ -95,6 +95,8 @@ def screen(
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
+    face: str = typer.Option("largest", "--face", help="Which face: 'largest' (one row per photo; every face is "
+                             "boxed in heatmaps/<photo>_faces.png) or 'all' (each face its own row)."),
     runtime: str = typer.Option("auto", "--runtime", help="The shared frozen body on auto (ONNX Runtime when it "
                                 "can be exported and matches torch) or torch."),
     trusted_key: list[Path] = typer.Option([], "--trusted-key", metavar="PEM", help=TRUSTED_KEY_HELP),
@@ -110,7 +112,9 @@ def screen(
     m = _load(model, trusted_key)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
-                       workers=workers, runtime=runtime)
+                       workers=workers, runtime=runtime, face=face)
+    if face not in ("largest", "all"):
+        raise typer.BadParameter("--face must be 'largest' or 'all'")
     table = screen_batch(m, cfg, progress=True)
     typer.echo(f"model {m.model_id}: threshold {m.threshold:.4f}")
     shown = 200  # an archive run would flood the terminal: the full table is in results.csv
