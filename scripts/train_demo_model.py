@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cluster", type=int, default=50, help="larger clusters stay whole in training")
     ap.add_argument("--n-views", type=int, default=None, help="augmented views cached per photo (preset: 4)")
     ap.add_argument("--no-tta-flip", action="store_true", help="no mirror-image averaging (half the body passes)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (1 is fastest on a busy machine)")
+    ap.add_argument("--epochs", type=int, default=None, help="maximum epochs per fold (preset: 30)")
     ap.add_argument("--features", type=Path, default=None, help="stored body outputs (generalise_features.py)")
     ap.add_argument("--check", type=int, default=24, help="held-out photos also screened end to end")
     ap.add_argument("--sign-key", type=Path, default=Path("/work/artifacts/keys/demo_ed25519.pem"),
@@ -242,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["train"]["n_views"] = args.n_views
     if args.no_tta_flip:
         overrides["train"]["tta_flip"] = False
+    if args.epochs is not None:
+        overrides["train"]["epochs"] = args.epochs
+    if args.threads:
+        overrides["threads"] = args.threads
     store = feature_store(args.features) if args.features else None
     if store:
         prefill_study_cache(store)
