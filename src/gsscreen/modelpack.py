@@ -84,6 +84,8 @@ class ExportConfig:
         cohort: a cohort CSV to read the age range from (its ``age_months`` column) when not given.
         description: one line saying what the model screens for.
         operating_point: the default operating point, ``screening`` or ``balanced`` (see :mod:`gsscreen.decision`).
+        holdout_note: Markdown measured on photos the study never saw (how they were held out, the numbers, what
+            they do not cover); the card prints it under "Measured on held-out photos" and ``model.json`` keeps it.
     """
 
     folds: str = "all"
@@ -94,6 +96,7 @@ class ExportConfig:
     cohort: str | None = None
     description: str = ""
     operating_point: str = "screening"
+    holdout_note: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
 
@@ -334,6 +337,7 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "training_versions": versions,
         "study_config": study_cfg,
         "export": {"folds": cfg.folds, "threshold_rule": cfg.threshold_rule, "run_dir": str(run.resolve())},
+        "holdout_note": cfg.holdout_note or None,
         "weights_file": WEIGHTS,
         "weights_sha256": sha256_bytes(blob),
         "tensors": {k: list(v.shape) for k, v in sorted(out_tensors.items())},
@@ -470,6 +474,8 @@ def model_card(info: dict[str, Any], figure: str | None = None) -> str:
         *(rows or ["| — | no metrics.json in the run folder |"]),
         "",
         *card_section(info, figure),
+        *(["## Measured on held-out photos", "", str(info["holdout_note"]).strip(), ""]
+          if info.get("holdout_note") else []),
         "## Limits",
         "",
         "- Trained and evaluated on one cohort; performance on other populations, cameras and ages is unknown.",

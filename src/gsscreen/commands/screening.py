@@ -123,7 +123,7 @@ def screen(
                              "boxed in heatmaps/<photo>_faces.png) or 'all' (each face its own row)."),
     runtime: str = typer.Option("auto", "--runtime", help="The shared frozen body on auto (ONNX Runtime when it "
                                 "can be exported and matches torch) or torch."),
-    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", metavar="PEM", help=TRUSTED_KEY_HELP),
 ) -> None:
     """Screen face photos: P(GS), the call at the model's threshold, a heatmap and photo-quality flags.
 
@@ -165,9 +165,10 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
     operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
     prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
-    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=TRUSTED_KEY_HELP),
-    allow_host: list[str] = typer.Option([], "--allow-host", help="A host name the app may be reached under "
-                                         "(besides localhost and IP addresses); repeat for several."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", metavar="PEM", help=TRUSTED_KEY_HELP),
+    allow_host: list[str] = typer.Option([], "--allow-host", metavar="HOST",
+                                         help="A host name the app may be reached under (besides localhost and IP "
+                                              "addresses); repeat for several."),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
