@@ -85,6 +85,27 @@ def load_features(out: Path, fill: str = "grey") -> dict[str, np.ndarray]:
     return res
 
 
+def fill_identity_cache(out: Path, fill: str = "grey") -> int:
+    """Write the L2-normalised FaceNet embedding of every stored crop that :mod:`gsscreen.identity`'s per-crop cache
+    lacks (same crop read at 160 px, same body, same key), so the likely-same-child clustering does not run the
+    network again. Returns the number written."""
+    from gsscreen.paths import cache_dir
+
+    folder = cache_dir("identity", "facenet-vggface2-v1-s160")
+    n = 0
+    for part in sorted((out / f"features_{fill}").glob("facenet-*.npz")):
+        d = np.load(part)
+        for k, x in zip(d["key"].tolist(), d["x"], strict=True):
+            dest = folder / f"{k}.npy"
+            if dest.is_file():
+                continue
+            tmp = folder / f".{k}.tmp.npy"
+            np.save(tmp, (x / max(float(np.linalg.norm(x)), 1e-12)).astype(np.float32))
+            tmp.replace(dest)
+            n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aligned", type=Path, default=Path("/work/warm/aligned"))
@@ -92,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill", default="grey")
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--passes", default=",".join(PASSES))
+    ap.add_argument("--fill-identity-cache", action="store_true", help="only fill gsscreen.identity's cache")
     args = ap.parse_args(argv)
+    if args.fill_identity_cache:
+        print(f"{fill_identity_cache(args.out, args.fill)} embeddings written to the identity cache")
+        return 0
 
     import torch
 

@@ -268,7 +268,7 @@ def test_from_folders_says_what_it_inferred(tmp_path, capsys):
 
 COMMANDS = [[], ["demo"], ["cohort"], ["cohort", "from-folders"], ["cohort", "check"], ["align"], ["weights"],
             ["study"], ["explain"], ["report"], ["export"], ["screen"], ["serve"], ["readers"],
-            ["readers", "serve"], ["readers", "export"]]
+            ["readers", "serve"], ["readers", "export"], ["evaluate"], ["readers", "invite"], ["cache"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")

@@ -182,3 +182,26 @@ def test_study_keeps_likely_same_child_together_and_audits(tmp_path, monkeypatch
     assert g["leakage_audit"]["thresholds"]["0.9"]["n"] == 0
     assert splits["nearest_train_cosine"].max() < 0.8
     assert read_json(tmp_path / "run" / "config.json")["grouping"]["likely_same_child"] is True
+
+
+def test_cluster_table_and_contact_sheet(tmp_path):
+    from PIL import Image
+
+    from gsscreen.identity import cluster_table, contact_sheet
+
+    rng = np.random.default_rng(5)
+    emb = _unit(rng.normal(size=(5, 32)))
+    emb[3] = _unit((emb[0] + 0.01 * rng.normal(size=32))[None])[0]
+    labels = identity_groups(emb, 0.9)
+    images = [f"/p/img{i}.jpg" for i in range(5)]
+    t = cluster_table(labels, images, emb)
+    assert len(t) == 1 and t["size"].iloc[0] == 2 and t["images"].iloc[0] == "/p/img0.jpg;/p/img3.jpg"
+    assert 0.9 <= t["min_cosine"].iloc[0] <= 1.0
+    crops = {}
+    for i in (0, 3):
+        crops[images[i]] = str(tmp_path / f"c{i}.png")
+        Image.new("RGB", (64, 64), (40 * i, 90, 160)).save(crops[images[i]])
+    out = contact_sheet(t, crops, tmp_path / "sheet.png", tile=64)
+    with Image.open(out) as im:
+        assert im.size[1] == 64 + 14 and im.size[0] > 2 * 64
+        assert im.getpixel((110 + 10, 10)) == (0, 90, 160)  # the first crop in its tile

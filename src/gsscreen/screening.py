@@ -79,8 +79,12 @@ class ScreenResult:
     P(GS) in 0–1 (None when no face was scored, see ``problem``); ``suspected`` is ``p_gs >= threshold`` when a
     call was made, else None. ``faces``: every face found, ``{"box": [x0, y0, x1, y1] original px, "score",
     "scored": bool}``, the scored one first; ``quality``: the gate's measures.
+    P(GS) is calibrated when the pack carries a calibration map (``p_gs_raw``: the ensemble's raw mean) and adjusted
+    to ``prevalence`` when one was given; ``threshold`` is that of ``operating_point``, on the same scale (see
+    :mod:`gsscreen.decision`).
 
-    Arrays (not in :meth:`to_dict`): ``heatmap`` ``(S, S)`` float32 0–1 at
+    Arrays (not in :meth:`to_dict`): ``faces_overlay`` the photo (at most 640 px) with every face boxed, the
+    scored one thick orange and numbered 1; ``heatmap`` ``(S, S)`` float32 0–1 at
     the model's input size, ``overlay`` and ``crop`` ``(C, C, 3)`` uint8 RGB at the alignment's crop size.
     ``face``: ``box`` (x0, y0, x1, y1 original px), ``iod_px``, ``yaw`` (nose offset / IOD), ``roll_deg``,
     ``n_faces``, ``detector_score``.
@@ -93,6 +97,9 @@ class ScreenResult:
     threshold: float
     model_id: str
     fold_p_gs: list[float] = field(default_factory=list)
+    p_gs_raw: float | None = None
+    operating_point: str = ""
+    prevalence: float | None = None
     outcome: str = INCONCLUSIVE
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -108,6 +115,7 @@ class ScreenResult:
     heatmap: np.ndarray | None = field(default=None, repr=False)
     overlay: np.ndarray | None = field(default=None, repr=False)
     crop: np.ndarray | None = field(default=None, repr=False)
+    faces_overlay: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -115,7 +123,7 @@ class ScreenResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (no pixel data)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("heatmap", "overlay", "crop")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("heatmap", "overlay", "crop", "faces_overlay")}
         d["disclaimer"] = DISCLAIMER
         return d
 
@@ -148,7 +156,7 @@ class ScreeningModel:
         self.path = path
         # The pack's own limits (older packs have none: the defaults, measured on the shipped model, apply).
         self.quality = quality or QualityLimits.from_dict(info.get("quality"))
-        self.threshold = float(info["threshold"])
+        self.set_decision()
         self.input_size = int(info["input_size"])
         self.tta_flip = bool(info.get("tta_flip", True))
         self.n_body = len(base.body)  # type: ignore[arg-type]
@@ -169,6 +177,13 @@ class ScreeningModel:
         self.decode_max_side = min(DECODE_MAX_SIDE, int(self.align_config.load_max_side))
         self.detect_config = replace(self.align_config, max_side=min(DETECT_MAX_SIDE, self.align_config.max_side))
 
+    def set_decision(self, operating_point: str | None = None, prevalence: float | None = None) -> None:
+        """Use another operating point of the pack and/or a clinic's prevalence (raises ``DecisionError``)."""
+        from gsscreen.decision import DecisionRule
+
+        self.decision = DecisionRule.from_info(self.info, operating_point, prevalence)
+        self.threshold = self.decision.threshold
+
     # --- identity
     @property
     def model_id(self) -> str:
@@ -188,7 +203,7 @@ class ScreeningModel:
         keys = ("name", "description", "demo", "backbone", "input_size", "n_folds", "threshold", "threshold_rule",
                 "threshold_method", "age_range_months", "cohort", "cv_metrics", "pooled_auc", "created",
                 "gsscreen_version", "weights_sha256")
-        return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}}
+        return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}, **self.decision.describe()}
 
     # --- tensors
     def model_input(self, crop: np.ndarray) -> np.ndarray:
@@ -342,7 +357,8 @@ class ScreeningModel:
 
     def _empty(self, file: str | None, problem: str, flag: str, t0: float) -> ScreenResult:
         return ScreenResult(file=file, p_gs=None, suspected=None, call=CALL_NONE, threshold=self.threshold,
-                            model_id=self.model_id, outcome=INCONCLUSIVE, reasons=[flag], flags=[flag],
+                            model_id=self.model_id, operating_point=self.decision.operating_point.name,
+                            outcome=INCONCLUSIVE, reasons=[flag], flags=[flag],
                             flag_messages=[FLAG_TEXT[flag]], problem=problem, seconds=time.perf_counter() - t0)
 
     def screen(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
@@ -364,9 +380,17 @@ class ScreeningModel:
         Returns a :class:`PreparedPhoto` (picklable, no torch: the batch pipeline runs this in worker processes on
         :meth:`preprocessor`) or, when the photo cannot be screened, its final :class:`ScreenResult`.
         """
-        import cv2
+        found = self._find_face(image_rgb, age_months, file, scale)
+        if isinstance(found, ScreenResult):
+            return found
+        img, factor, face, t0 = found
+        return self._prepared(img, face, factor, age_months, file, t0)
 
-        from gsscreen.faces.align import NoFaceError, align_face
+    def _find_face(self, image_rgb: np.ndarray, age_months: float | None, file: str | None,
+                   scale: float) -> tuple[np.ndarray, float, Any, float] | ScreenResult:
+        # Validate, reduce, detect and align: (analysed image, original/analysed scale, AlignedFace, start time),
+        # or the final result when no face is found.
+        from gsscreen.faces.align import NoFaceError
 
         t0 = time.perf_counter()
         if age_months is not None and (not math.isfinite(age_months) or age_months < 0):
@@ -375,25 +399,20 @@ class ScreeningModel:
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(f"screen needs an (H, W, 3) uint8 RGB image, got {img.dtype} {img.shape}")
         # Reduce big photos before detection (as the study's batch alignment does: crops come from this copy).
-        limit = self.decode_max_side
-        factor = float(scale)
-        if max(img.shape[:2]) > limit:
-            s = limit / max(img.shape[:2])
-            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                             interpolation=cv2.INTER_AREA)
-            factor /= s
+        img, factor = self._reduced(img, float(scale))
         try:
-            try:
-                face = align_face(img, self.detect_config)
-            except NoFaceError:
-                if max(img.shape[:2]) <= self.detect_config.max_side or self.detect_config == self.align_config:
-                    raise
-                # A small face in a big photo: search at full size, plainly (the retries, for faces that fill the
-                # frame or are turned, were done at the small size; at 4x the pixels they would cost 4x the work).
-                face = align_face(img, replace(self.align_config, retry=False))
+            face = self._align(img)
         except NoFaceError as exc:
             return self._empty(file, exc.reason, "no_face", t0)
-        verdict = assess_quality(img, face, self.quality, scale=factor)
+        return img, factor, face, t0
+
+    def _prepared(self, img: np.ndarray, face: Any, factor: float, age_months: float | None, file: str | None,
+                  t0: float, chosen: bool = False) -> PreparedPhoto:
+        # The quality gate and the result's face data for one aligned face of ``img`` (``chosen``: the user picked
+        # this face, e.g. --face all, so other faces do not make the photo ambiguous).
+        from gsscreen.faces.overlay import draw_faces
+
+        verdict = assess_quality(img, face, self.quality, scale=factor, single_face_chosen=chosen)
         finfo = self._face_info(face, verdict.measures, factor)
         age = self._age_flags(age_months)
         flags = [*verdict.reasons, *verdict.notes, *(f for f, _ in age)]
@@ -404,7 +423,47 @@ class ScreeningModel:
         return PreparedPhoto(file=file, crop=face.image, model_input=self.model_input(face.image), flags=flags,
                              flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0,
                              usable=verdict.usable, reasons=list(verdict.reasons), notes=list(verdict.notes),
-                             faces=faces, quality=verdict.measures, landmarks=np.asarray(face.landmarks))
+                             faces=faces, quality=verdict.measures, landmarks=np.asarray(face.landmarks),
+                             faces_overlay=draw_faces(img, faces, scale=factor, max_side=DETECT_MAX_SIDE))
+
+    def screen_faces(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
+                     file: str | None = None, scale: float = 1.0) -> list[ScreenResult]:
+        """Screen *every* face of one photo, each as its own result (``gsscreen screen --face all``): the largest
+        first, then the others in the detector's order; in each result ``faces`` marks that face as the scored one.
+        Each face passes the quality gate on its own (the other faces do not make it ambiguous). No face → one
+        result saying so."""
+        from gsscreen.faces.multi import align_each_face
+
+        found = self._find_face(image_rgb, age_months, file, scale)
+        if isinstance(found, ScreenResult):
+            return [found]
+        img, factor, face, t0 = found
+        batch = [self._prepared(img, f, factor, age_months, file, t0, chosen=True)
+                 for f in align_each_face(img, face, self.align_config)]
+        return self.screen_prepared(batch, heatmap=heatmap)
+
+    def _reduced(self, img: np.ndarray, factor: float) -> tuple[np.ndarray, float]:
+        import cv2
+
+        limit = self.decode_max_side
+        if max(img.shape[:2]) > limit:
+            s = limit / max(img.shape[:2])
+            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                             interpolation=cv2.INTER_AREA)
+            factor /= s
+        return img, factor
+
+    def _align(self, img: np.ndarray) -> Any:
+        from gsscreen.faces.align import NoFaceError, align_face
+
+        try:
+            return align_face(img, self.detect_config)
+        except NoFaceError:
+            if max(img.shape[:2]) <= self.detect_config.max_side or self.detect_config == self.align_config:
+                raise
+            # A small face in a big photo: search at full size, plainly (the retries, for faces that fill the
+            # frame or are turned, were done at the small size; at 4x the pixels they would cost 4x the work).
+            return align_face(img, replace(self.align_config, retry=False))
 
     def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True) -> list[ScreenResult]:
         """The model on a batch of prepared photos (one batched forward; one batched Grad-CAM pass when
@@ -449,17 +508,20 @@ class ScreeningModel:
 
             ov = overlay(prep.crop, hm)
         fold_ps = [float(v) for v in fold_p]
-        p_gs = float(np.mean(fold_ps))
+        p_raw = float(np.mean(fold_ps))
+        p_gs = self.decision.probability(p_raw)
         # No call on an unusable face: P(GS) is still reported, but the outcome is inconclusive.
         outcome = outcome_of(prep.usable, p_gs, self.threshold)
         suspected = None if outcome == INCONCLUSIVE else outcome == "refer"
         return ScreenResult(
             file=prep.file, p_gs=p_gs, suspected=suspected, call=OUTCOME_TEXT[outcome],
-            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, outcome=outcome,
+            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, p_gs_raw=p_raw,
+            operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, outcome=outcome,
             reasons=list(prep.reasons), notes=list(prep.notes), faces=list(prep.faces), quality=dict(prep.quality),
             flags=flags,
             flag_messages=messages, face=prep.face, seconds=prep.seconds + seconds + time.perf_counter() - t0,
             heatmap=hm.astype(np.float32) if hm is not None else None, overlay=ov, crop=prep.crop,
+            faces_overlay=prep.faces_overlay,
         )
 
     def prepare_file(self, src: str | Path | bytes, age_months: float | None = None,
@@ -525,6 +587,7 @@ class PreparedPhoto:
     faces: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
     landmarks: np.ndarray | None = field(default=None, repr=False)  # (5, 2) in crop pixels
+    faces_overlay: np.ndarray | None = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------------------------------- model lookup
@@ -562,6 +625,7 @@ class ScreenConfig:
     heatmap: bool = True
     out_dir: str = "screening"
     quality: QualityLimits = field(default_factory=QualityLimits)
+    face: str = "largest"  # which face: "largest" (one row per photo) or "all" (one row per face)
     batch_size: int = 32  # photos per model batch (and per write of the result tables)
     workers: int = 2  # processes that decode, detect and align; 0 = all in this process
     runtime: str = "auto"  # the shared frozen body: "auto" (ONNX Runtime when it can, models/onnx_body) or "torch"
@@ -604,8 +668,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return out, problems
 
 
-RESULT_COLUMNS = ("file", "p_gs", "outcome", "call", "reasons", "threshold", "flags", "problem", "heatmap",
-                  "iod_px", "yaw", "roll_deg", "n_faces", "fold_p_gs")
+RESULT_COLUMNS = ("file", "p_gs", "outcome", "call", "reasons", "threshold", "operating_point", "flags", "problem",
+                  "heatmap", "iod_px", "yaw", "roll_deg", "n_faces", "fold_p_gs")
 
 
 def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
@@ -615,18 +679,31 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
     ``p_gs``). The work is done by :func:`gsscreen.screening_pipeline.run_screening`."""
     from gsscreen.screening_pipeline import run_screening
 
+    if cfg.face not in ("largest", "all"):
+        raise ValueError(f"face must be 'largest' or 'all', got {cfg.face!r}")
+    if cfg.face == "all":
+        from gsscreen.screening_faces import screen_each_face
+
+        return screen_each_face(model, cfg, progress=progress)
     return run_screening(model, cfg, progress=progress)
 
 
 def format_table(table: pd.DataFrame, width: int = 40) -> str:
-    """The results as a plain-text table for the terminal."""
-    lines = [f"{'photo':<{width}}  {'P(GS)':>6}  {'call':<43}  flags / problem"]
+    """The results as a plain-text table for the terminal: reasons in words (see :mod:`gsscreen.plain`)."""
+    from gsscreen.plain import plain_flags, plain_problem
+
+    lines = [f"{'photo':<{width}}  {'P(GS)':>6}  {'call':<43}  reasons / notes"]
     for r in table.to_dict("records"):
         name = Path(str(r["file"])).name
+        if r.get("face") is not None and r.get("face") == r.get("face"):  # --face all: which face (NaN-safe)
+            name = f"{name} #{int(r['face'])}"
         name = name if len(name) <= width else "…" + name[-(width - 1):]
         p = r["p_gs"]
         ptxt = f"{p:6.3f}" if isinstance(p, float) and not math.isnan(p) else "     —"
-        extra = "; ".join(x for x in (str(r.get("flags") or ""), str(r.get("problem") or "")) if x and x != "nan")
+        said = plain_flags(r.get("flags"))
+        prob = plain_problem(r.get("problem"))
+        why = [prob[:1].upper() + prob[1:] + "."] if prob and "unreadable" in str(r.get("flags")) else []
+        extra = " ".join([*said, *why])
         lines.append(f"{name:<{width}}  {ptxt}  {r['call']:<43}  {extra}")
     return "\n".join(lines)
 

@@ -130,7 +130,7 @@ def _row(res: ScreenResult, heatmap: str) -> dict[str, Any]:
     face = res.face or {}
     row = {
         "file": res.file, "p_gs": res.p_gs, "outcome": res.outcome, "call": res.call,
-        "reasons": ";".join(res.reasons), "threshold": res.threshold,
+        "reasons": ";".join(res.reasons), "threshold": res.threshold, "operating_point": res.operating_point,
         "flags": ";".join(res.flags), "problem": res.problem or "", "heatmap": heatmap,
         "iod_px": face.get("iod_px"), "yaw": face.get("yaw"), "roll_deg": face.get("roll_deg"),
         "n_faces": face.get("n_faces"), "fold_p_gs": ";".join(f"{v:.4f}" for v in res.fold_p_gs),
@@ -226,14 +226,19 @@ class _Writer:
             return ""
         d = self.out / "heatmaps"
         d.mkdir(exist_ok=True)
-        p = d / f"{unique_stem(Path(res.file or 'photo').stem or 'photo', self.used)}_gradcam.png"
-        tmp = p.with_name(p.name + ".tmp")
-        Image.fromarray(res.overlay).save(tmp, format="PNG")
-        os.replace(tmp, p)
+        stem = unique_stem(Path(res.file or 'photo').stem or 'photo', self.used)
+        p = d / f"{stem}_gradcam.png"
+        pngs = [(p, res.overlay)]
+        if res.faces_overlay is not None:  # every face boxed on the photo, the scored one orange (beside it)
+            pngs.append((d / f"{stem}_faces.png", res.faces_overlay))
+        for q, arr in pngs:
+            tmp = q.with_name(q.name + ".tmp")
+            Image.fromarray(arr).save(tmp, format="PNG")
+            os.replace(tmp, q)
         if res.regions:  # the region bar chart beside the heatmap
             from gsscreen.explain_regions import region_bars
 
-            region_bars(res.regions, p.with_name(p.name.removesuffix("_gradcam.png") + "_regions.png"))
+            region_bars(res.regions, d / f"{stem}_regions.png")
         return str(p.relative_to(self.out))
 
     def write(self, items: list[tuple[ScreenResult, str | None]]) -> None:

@@ -15,8 +15,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="Model pack (.gss file or folder) or a `gsscreen study` run folder."),
         cohort: Path = typer.Argument(..., help="Labelled cohort CSV (image, label[, subject_id, syndrome, ...])."),
         out: Path = typer.Option(..., "-o", "--out", help="Output folder (predictions, metrics, report)."),
-        subgroup: list[str] = typer.Option([], "--subgroup", help="Cohort column to report results by "
-                                           "(repeatable), e.g. --subgroup ethnicity."),
+        subgroup: list[str] = typer.Option([], "--subgroup", metavar="COLUMN",
+                                           help="Cohort column to report results by (repeatable), e.g. --subgroup "
+                                                "ethnicity."),
         prevalence: float | None = typer.Option(None, "--prevalence", min=0.0, max=1.0,
                                                 help="GS prevalence where the model would be used: PPV/NPV there."),
         same_child: bool = typer.Option(False, "--same-child", help="Cluster likely-same-child photos (FaceNet) so "

@@ -30,7 +30,7 @@ def serve_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the readers' photo orders (with each name and role)."),
     answer_seconds: float = typer.Option(10.0, "--answer-seconds", min=0.0,
         help="Time to answer after a photo is hidden; later answers are kept but marked late."),
-    allow_host: list[str] = typer.Option([], "--allow-host",
+    allow_host: list[str] = typer.Option([], "--allow-host", metavar="HOST",
         help="A host name the study may be reached under (besides localhost and IP addresses)."),
 ) -> None:
     """Run the reader-study web app; answers go to --db as they are given, readers resume where they stopped.

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
             None, "--reader-group", help="Readers-CSV column that groups physicians (default: group/.../role)."
         ),
         subgroup: list[str] = typer.Option(
-            [], "--subgroup", help="Cohort column to report results by (repeatable), e.g. --subgroup ethnicity."
+            [], "--subgroup", metavar="COLUMN",
+            help="Cohort column to report results by (repeatable), e.g. --subgroup ethnicity."
         ),
         prevalence: float | None = typer.Option(
             None, "--prevalence", min=0.0, max=1.0, help="GS prevalence where the model would be used: PPV/NPV there."

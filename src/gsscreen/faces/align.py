@@ -152,7 +152,7 @@ class AlignedFace:
     tilt_deg: float = 0.0  # eye-line angle in the original photo, degrees (positive: right eye lower)
     iod: float = 0.0  # inter-ocular distance in the original photo, px
     outside: float = 0.0  # share of the crop's area that lies outside the photo (filled per AlignConfig.border)
-    # every other face the detector found: {"box": [x0, y0, x1, y1] original px, "score": 0–1}
+    # every other face the detector found: {"box": [x0, y0, x1, y1], "score": 0–1, "landmarks": (5, 2)} original px
     other_faces: list[dict] = field(default_factory=list)
     rotation: int = 0  # degrees counter-clockwise the photo was turned to find the face upright (0, 90, 180, 270)
     orientation: str = "upright"  # "upright", "turned" (found upright after turning) or "ambiguous"
@@ -424,29 +424,38 @@ def detect_best(image: np.ndarray, cfg: AlignConfig) -> tuple[Detection, np.ndar
     the other faces as ``{"box", "score"}`` in original px).
     Raises :class:`NoFaceError` listing the attempts.
     """
-    detector = get_detector()
     tried = []
     short = min(image.shape[:2])
     for desc, build in _variants(image, cfg):
-        v = build()
-        scale = math.sqrt(abs(np.linalg.det(v.to_variant[:, :2])))
-        min_face = cfg.min_face if desc == "small faces" else max(cfg.min_face, cfg.min_face_frac * short * scale)
-        dets = detector.detect(v.image, min_face=min_face, thresholds=v.thresholds)
         tried.append(desc)
-        if v.name:
-            # Retries exist for portraits whose face fills the frame or is turned; a small find there is far
-            # more likely a false detection than a real face the plain pass missed.
-            min_side = cfg.retry_min_face_frac * short * scale
-            dets = [d for d in dets if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_side]
-        if not dets:
-            continue
-        best = max(dets, key=lambda d: d.score * d.area)
-        lm, box = _map_back(best, v.to_variant)
-        flags = [f for f in v.name.split(",") if f]
-        others = [{"box": list(_map_back(d, v.to_variant)[1]), "score": float(d.score)} for d in dets if d is not best]
-        return best, lm, box, len(dets), flags, others
+        found = detect_in_variant(build(), desc, cfg, short)
+        if found is not None:
+            return found
     h, w = image.shape[:2]
     raise NoFaceError(f"no face found ({w}×{h} photo; tried: {', '.join(tried)})")
+
+
+def detect_in_variant(v: _Variant, desc: str, cfg: AlignConfig, short: int) -> tuple | None:
+    """The kept face of one detection attempt (see :func:`detect_best` for the tuple), or None when none."""
+    scale = math.sqrt(abs(np.linalg.det(v.to_variant[:, :2])))
+    min_face = cfg.min_face if desc == "small faces" else max(cfg.min_face, cfg.min_face_frac * short * scale)
+    dets = get_detector().detect(v.image, min_face=min_face, thresholds=v.thresholds)
+    if v.name:
+        # Retries exist for portraits whose face fills the frame or is turned; a small find there is far
+        # more likely a false detection than a real face the plain pass missed.
+        min_side = cfg.retry_min_face_frac * short * scale
+        dets = [d for d in dets if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_side]
+    if not dets:
+        return None
+    best = max(dets, key=lambda d: d.score * d.area)
+    lm, box = _map_back(best, v.to_variant)
+    flags = [f for f in v.name.split(",") if f]
+    others = []
+    for d in dets:
+        if d is not best:
+            o_lm, o_box = _map_back(d, v.to_variant)
+            others.append({"box": list(o_box), "score": float(d.score), "landmarks": o_lm.tolist()})
+    return best, lm, box, len(dets), flags, others
 
 
 def _refine_landmarks(image: np.ndarray, lm: np.ndarray, cfg: AlignConfig) -> np.ndarray:
@@ -490,9 +499,12 @@ def align_face(image: np.ndarray, cfg: AlignConfig | None = None) -> AlignedFace
         image = image[..., :3]
     check_photo_shape(*image.shape[:2])
     image = np.ascontiguousarray(image)
-    det, lm, box, n, flags, others = detect_best(image, cfg)
-    if cfg.refine:
-        lm = _refine_landmarks(image, lm, cfg)
+    from gsscreen.faces.orientation import find_upright_face
+
+    # The face the right way up: the plain pass when its landmarks read as an upright face, else the best reading
+    # over the photo's four 90° turns (gsscreen.faces.orientation); landmarks refined.
+    found = find_upright_face(image, cfg)
+    det, lm, box, n, flags, others = found.det, found.lm, found.box, found.n_faces, found.flags, found.others
     m = similarity_transform(lm, template(cfg), LANDMARK_WEIGHTS)
     crop = warp_face(image, m, cfg.size, cfg.border)
     outside = outside_share(image.shape[:2], m, cfg.size)
@@ -517,4 +529,6 @@ def align_face(image: np.ndarray, cfg: AlignConfig | None = None) -> AlignedFace
         iod=iod,
         outside=outside,
         other_faces=others,
+        rotation=found.rotation,
+        orientation=found.orientation,
     )

@@ -144,13 +144,29 @@ class FaceCache:
 # One photo
 
 
+#: quality-gate reasons that keep a face out of a study: its crop is not a face the right way up
+STUDY_GATE = ("implausible_landmarks", "eyes_not_found", "photo_rotated")
+
+
 def _record(face: AlignedFace, factor: float) -> dict[str, Any]:
-    """JSON-able record of a face aligned on a copy reduced by ``factor``; coordinates back to original px."""
+    """JSON-able record of a face aligned on a copy reduced by ``factor``; coordinates back to original px.
+
+    ``flags`` holds the alignment's own flags plus the quality gate's reasons and notes (default
+    :class:`~gsscreen.faces.quality.QualityLimits`), so a study's QC sheet can show them first."""
+    from gsscreen.faces.quality import assess_quality
+
+    verdict = assess_quality(None, face, scale=factor)
+    gate = [f for f in (*verdict.reasons, *verdict.notes) if f not in face.flags]
     return {
         "ok": True,
         "score": round(float(face.score), 6),
         "n_faces": int(face.n_faces),
-        "flags": list(face.flags),
+        "flags": [*face.flags, *gate],
+        "sharpness": verdict.measures["sharpness"],
+        "rotation": int(face.rotation),
+        "orientation": face.orientation,
+        "other_faces": [{"box": [round(float(v) * factor, 2) for v in o["box"]], "score": round(float(o["score"]), 4)}
+                        for o in face.other_faces],
         "landmarks": np.round(face.landmarks.astype(np.float64), 3).tolist(),
         "source_landmarks": np.round(face.source_landmarks.astype(np.float64) * factor, 3).tolist(),
         "box": [round(float(v) * factor, 2) for v in face.box],
@@ -158,6 +174,42 @@ def _record(face: AlignedFace, factor: float) -> dict[str, Any]:
         "iod": round(float(face.iod) * factor, 3),
         "outside": round(float(face.outside), 4),
     }
+
+
+def _current(rec: dict[str, Any]) -> bool:
+    """Whether a cached record holds what today's code would give.
+
+    Records written before the orientation check (no ``orientation`` key) are kept — no re-alignment of a whole
+    warm cache — when their face is one the orientation check would have accepted as it was: found without a turn,
+    reading upright, confidently, eyes not squeezed in the box (>= 95 % of the development photos). The rest are
+    aligned again. A failure stays a failure (the same attempts ran)."""
+    if not rec.get("ok") or "orientation" in rec:
+        return True
+    from gsscreen.faces.orientation import MIN_EYE_SHARE, SEARCH_BELOW_SCORE, reads_upright
+
+    if any(str(f).startswith("rotated") for f in rec.get("flags", [])):
+        return False
+    lm = np.asarray(rec["source_landmarks"], dtype=np.float64)
+    box = rec["box"]
+    share = float(np.hypot(*(lm[1] - lm[0]))) / max(float(box[2] - box[0]), 1e-9)
+    return bool(reads_upright(lm, box) and float(rec["score"]) >= SEARCH_BELOW_SCORE and share >= MIN_EYE_SHARE)
+
+
+def _upgrade(rec: dict[str, Any], crop: Path | None) -> dict[str, Any]:
+    """A cached record from before the quality gate, with the gate's flags and the crop's sharpness added."""
+    if not rec.get("ok") or "orientation" in rec:
+        return rec
+    import cv2
+
+    from gsscreen.faces.quality import crop_sharpness, judge, measures_from_record
+
+    rec = {**rec, "rotation": 0, "orientation": "upright", "other_faces": []}
+    img = cv2.imread(str(crop), cv2.IMREAD_COLOR) if crop is not None else None
+    rec["sharpness"] = (round(crop_sharpness(img[:, :, ::-1], np.asarray(rec["landmarks"])), 4)
+                        if img is not None else None)
+    v = judge(measures_from_record(rec))
+    rec["flags"] = [*rec["flags"], *(f for f in (*v.reasons, *v.notes) if f not in rec["flags"])]
+    return rec
 
 
 def align_file(path: str | Path, cfg: AlignConfig) -> tuple[dict[str, Any], bytes | None]:
@@ -176,6 +228,13 @@ def align_file(path: str | Path, cfg: AlignConfig) -> tuple[dict[str, Any], byte
         # "transient": not cached, so a fixed bug or a freed resource gets a fresh try next run.
         return {"ok": False, "problem": f"unexpected error: {type(exc).__name__}: {exc}", "transient": True}, None
     rec = _record(face, factor)
+    gated = [f for f in rec["flags"] if f in STUDY_GATE]
+    if gated:
+        from gsscreen.faces.quality import REASON_TEXT
+
+        # Not a face the right way up: kept out of the study, with the reason (its landmarks stay in the record).
+        return {"ok": False, "problem": " ".join(REASON_TEXT[f] for f in gated), "gated": gated,
+                "face": {k: rec[k] for k in ("score", "source_landmarks", "box", "rotation", "orientation")}}, None
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(face.image[:, :, ::-1]))
     if not ok:  # pragma: no cover - encoding a valid uint8 array does not fail
         return {"ok": False, "problem": "could not encode the crop as PNG"}, None
@@ -272,6 +331,17 @@ def qc_sheet(crops: Sequence[Path], landmarks: Sequence[np.ndarray], out: Path, 
     return out
 
 
+def qc_order(aligned: pd.DataFrame) -> pd.DataFrame:
+    """The aligned rows in the order a QC sheet shows them: flagged by the quality gate first, then by detector
+    score, lowest first (the crops most likely to be wrong lead)."""
+    from gsscreen.faces.quality import NOTE_TEXT, REASON_TEXT
+
+    gate = set(REASON_TEXT) | set(NOTE_TEXT)
+    flagged = [any(f in gate for f in str(x or "").split(";")) for x in aligned["flags"].fillna("")]
+    key = aligned.assign(_flagged=flagged)
+    return key.sort_values(["_flagged", "score"], ascending=[False, True], kind="stable").drop(columns="_flagged")
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Batch
 
@@ -286,7 +356,9 @@ def align_cohort(
 
     Writes ``crops/<stem>-<hash8>.png`` (cfg.size² RGB), ``landmarks.csv`` (its ``crop`` column relative to its
     own folder; the returned ``aligned`` table has absolute paths), ``failures.csv``, ``qc_sheet.png``
-    (first ``cfg.qc_count`` crops with landmarks) and ``config.json``. Uses ``cfg.workers`` processes and the
+    (``cfg.qc_count`` crops with landmarks: flagged by the quality gate and lowest detector score first) and
+    ``config.json``. Faces whose landmarks do not make an upright face (:data:`STUDY_GATE`) go to ``failures``
+    with the plain reason. Uses ``cfg.workers`` processes and the
     cache (unless ``cfg.cache`` is False). Per-photo problems go to ``failures``; nothing raises for a bad photo.
     """
     import pandas as pd
@@ -324,13 +396,15 @@ def align_cohort(
         key = f"{digest}-{ckey}"
         crop_paths[i] = crops_dir / f"{p.stem}-{digest[:8]}.png"
         hit = cache.get(key) if cache else None
+        if hit is not None and not _current(hit[0]):
+            hit = None  # aligned before the orientation check and its landmarks call for it: align again
         if hit is not None:
             rec, png = hit
             if png is not None:
                 from gsscreen.fsperm import atomic_write_bytes
 
                 atomic_write_bytes(crop_paths[i], png.read_bytes())
-            records[i], cached[i] = rec, True
+            records[i], cached[i] = _upgrade(rec, png), True
         else:
             jobs.append((i, str(p), key, str(crop_paths[i]), cfg_dict, str(cache.root) if cache else ""))
 
@@ -380,9 +454,10 @@ def align_cohort(
 
     sheet = None
     if len(aligned) and cfg.qc_count > 0:
-        head = aligned.head(cfg.qc_count)
+        head = qc_order(aligned).head(cfg.qc_count)
         lms = [r[LANDMARK_COLUMNS].to_numpy(np.float64).reshape(5, 2) for _, r in head.iterrows()]
-        labels = [Path(s).stem for s in head["image"]]
+        gate_flags = [next((f for f in str(x or "").split(";")[::-1] if f), "") for x in head["flags"].fillna("")]
+        labels = [f"{Path(s).stem} {g}".strip() for s, g in zip(head["image"], gate_flags, strict=True)]
         sheet = qc_sheet([Path(c) for c in head["crop"]], lms, out / "qc_sheet.png", labels)
     return AlignmentResult(
         aligned=aligned,

@@ -72,7 +72,12 @@ NOTE_TEXT = {
 class QualityLimits:
     """Limits of a usable face (saved in the model pack: ``model.json`` → ``quality``).
 
-    Defaults come from ``benchmarks/bench_quality.py`` on the shipped model (see docs/design.md, "quality gate").
+    ``min_iod_px`` and ``min_sharpness`` come from ``benchmarks/bench_quality.py`` on the shipped model (60 held-out
+    ds-kaggle photos, 780 degraded views): from 16 px between the eyes and sharpness 0.4 upwards every bin keeps
+    >= 95 % of the full-quality calls (12–16 px: 94.8 %; sharpness 0.3–0.4: 93.5 %) and the AUC within 0.005 of
+    the same photos at full quality; none of the full-quality photos falls below them. The pose and detector limits
+    are conservative settings, not measured there: 6.7 % of the development photos have ``|yaw| > 0.25`` and 2.5 %
+    a detector score below 0.9.
 
     Attributes:
         min_iod_px: smallest inter-ocular distance in the original photo, px.
@@ -87,8 +92,8 @@ class QualityLimits:
         other_face_min_score: detector confidence from which another face counts.
     """
 
-    min_iod_px: float = 24.0
-    min_sharpness: float = 0.35
+    min_iod_px: float = 16.0
+    min_sharpness: float = 0.40
     max_yaw: float = 0.25
     max_roll_deg: float = 30.0
     min_detector_score: float = 0.90
@@ -176,6 +181,13 @@ def landmark_geometry(lm: np.ndarray) -> dict[str, float]:
     }
 
 
+def upright_roll(roll_deg: float, rotation: int) -> float:
+    """The eye line's angle in the photo turned ``rotation``° counter-clockwise (as the face was found), degrees in
+    (−180, 180]: a sideways photo's face is judged for tilt the right way up."""
+    r = (roll_deg - rotation) % 360.0
+    return r - 360.0 if r > 180.0 else r
+
+
 def plausible_geometry(g: dict[str, float]) -> bool:
     """Whether :func:`landmark_geometry` describes a face: nose below the eyes, mouth below the nose, mouth corners
     in the eyes' order and of a face's proportions (children and adults, up to a strong smile or head turn)."""
@@ -232,6 +244,7 @@ def measure_face(face: AlignedFace, scale: float = 1.0) -> dict[str, Any]:
     analysed size; sizes are reported in original px)."""
     lm = np.asarray(face.source_landmarks, dtype=np.float64)
     g = landmark_geometry(lm)
+    g["roll_deg"] = upright_roll(g["roll_deg"], int(getattr(face, "rotation", 0)))
     w = float(face.box[2] - face.box[0])
     others = list(getattr(face, "other_faces", []))
     return {
@@ -257,6 +270,7 @@ def measures_from_record(rec: dict[str, Any]) -> dict[str, Any]:
     missing in records cached before it was measured: it is then not judged)."""
     lm = np.asarray(rec["source_landmarks"], dtype=np.float64)
     g = landmark_geometry(lm)
+    g["roll_deg"] = upright_roll(g["roll_deg"], int(rec.get("rotation", 0)))
     box = rec["box"]
     w = float(box[2] - box[0])
     return {

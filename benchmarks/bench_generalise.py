@@ -1,0 +1,245 @@
+"""Which demo model generalises? Variants side by side on the identity-grouped hold-out and held-out utk-kids.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_generalise.py --run /work/artifacts/model/demo_run \\
+        [--features /work/artifacts/model] [--out /work/artifacts/model/bench_generalise]
+
+Reads the split that ``scripts/train_demo_model.py`` wrote into its run folder (``clusters.csv``: every photo's
+likely-same-child cluster and side; no cluster on both sides) and the per-crop face descriptors of
+``benchmarks/generalise_features.py`` (FaceNet body output; dlib's 128-d ResNet descriptor and the mirror-image
+FaceNet output when those passes have run). Every variant trains on the training side only (ds-kaggle training
+subsets + one half of utk-kids as controls unless it says otherwise), picks its regularisation and its threshold
+from out-of-fold predictions of a 5-fold cluster-grouped CV on the training side (Youden, like the study), and is
+measured once on the held-out side:
+
+- hold-out AUC and sensitivity at specificity 0.95 (from the hold-out ROC, no threshold needed);
+- the share of held-out utk-kids children called GS at the variant's own threshold;
+- CPU seconds to fit and predict (descriptors already computed; computing them costs the same for all
+  FaceNet variants, see generalise_features.py).
+
+The shipped model's row (the study's conv head on frozen FaceNet, an ensemble of five fold models) is read from
+the run's ``holdout_predictions.csv`` / ``holdout_metrics.json`` (its CPU time is the study's wall time).
+Variants whose descriptors are missing are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_descriptors(features: Path, crops: list[str | float]) -> dict[str, np.ndarray]:
+    """Per photo (rows of ``crops``): ``facenet`` (L2-normalised), ``facenet_flip``, ``dlib``; NaN rows = missing."""
+    import hashlib
+
+    folder = features / "features_grey"
+    keys = [hashlib.sha1(Path(c).read_bytes()).hexdigest() if isinstance(c, str) and Path(c).is_file() else ""
+            for c in crops]
+    out = {}
+    for name in ("facenet", "facenet_flip", "dlib"):
+        store: dict[str, np.ndarray] = {}
+        for part in sorted(folder.glob(f"{name}-*.npz")):
+            d = np.load(part)
+            store.update(zip(d["key"].tolist(), d["x"], strict=True))
+        if not store:
+            continue
+        dim = len(next(iter(store.values())))
+        x = np.full((len(keys), dim), np.nan, dtype=np.float32)
+        for i, k in enumerate(keys):
+            if k in store:
+                x[i] = store[k]
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[name] = x
+    return out
+
+
+def _oof(fit: Callable, x: np.ndarray, y: np.ndarray, groups: np.ndarray, w: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    p = np.zeros(len(y))
+    for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, groups):
+        p[te] = fit(x[tr], y[tr], w[tr])(x[te])
+    return p
+
+
+def youden(y: np.ndarray, p: np.ndarray) -> float:
+    from gsscreen.evaluation.metrics import choose_threshold
+
+    return float(choose_threshold(y, p, "youden"))
+
+
+def logreg(c: float) -> Callable:
+    def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        m = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+        m.fit(x, y, logisticregression__sample_weight=w)
+        return lambda z: m.predict_proba(z)[:, 1]
+
+    return fit
+
+
+def mlp(alpha: float) -> Callable:
+    def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        # sample weights: MLPClassifier has none; repeat weighted rows instead (weights here are 1 or 3).
+        reps = np.maximum(np.rint(w).astype(int), 1)
+        m = make_pipeline(StandardScaler(), MLPClassifier((256,), alpha=alpha, early_stopping=True, max_iter=300,
+                                                          random_state=0))
+        m.fit(np.repeat(x, reps, axis=0), np.repeat(y, reps))
+        return lambda z: m.predict_proba(z)[:, 1]
+
+    return fit
+
+
+def evaluate(name: str, make: Callable[[float], Callable], grid: list[float], feats: Callable[[np.ndarray], np.ndarray],
+             test_feats: Callable[[np.ndarray], list[np.ndarray]], t: pd.DataFrame, seed: int,
+             train_mask: np.ndarray, weight: np.ndarray) -> dict:
+    """Fit on ``train_mask`` rows (C from OOF AUC, threshold from OOF Youden); score the held-out rows."""
+    from sklearn.metrics import roc_auc_score
+
+    from gsscreen.evaluation.roc import sensitivity_at_specificity
+
+    c0 = time.process_time()
+    tr = np.flatnonzero(train_mask)
+    y = t["y"].to_numpy()
+    x_tr, y_tr, g_tr, w_tr = feats(tr), y[tr], t["identity_cluster"].to_numpy()[tr], weight[tr]
+    best = None
+    for c in grid:
+        p = _oof(make(c), x_tr, y_tr, g_tr, w_tr, seed)
+        auc = roc_auc_score(y_tr, p)
+        if best is None or auc > best[0]:
+            best = (auc, c, p)
+    assert best is not None
+    thr = youden(y_tr, best[2])
+    model = make(best[1])(x_tr, y_tr, w_tr)
+    he = np.flatnonzero(t["side"].eq("held").to_numpy())
+    p_he = np.mean([model(v) for v in test_feats(he)], axis=0)
+    cpu = time.process_time() - c0
+    ds = t["source"].to_numpy()[he] == "ds-kaggle"
+    y_he = y[he][ds]
+    sens95 = float(sensitivity_at_specificity(y_he, p_he[ds], [0.95])[0])
+    return {"variant": name, "holdout_auc": float(roc_auc_score(y_he, p_he[ds])), "sens_at_spec_0.95": sens95,
+            "sens_at_threshold": float((p_he[ds][y_he == 1] >= thr).mean()),
+            "spec_at_threshold": float((p_he[ds][y_he == 0] < thr).mean()),
+            "utk_fpr": float((p_he[~ds] >= thr).mean()), "cpu_s": cpu, "C": best[1], "oof_auc": float(best[0])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, default=Path("/work/artifacts/model/demo_run"))
+    ap.add_argument("--features", type=Path, default=Path("/work/artifacts/model"))
+    ap.add_argument("--out", type=Path, default=Path("/work/artifacts/model/bench_generalise"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="keep the variant rows of OUT/results.csv (same split) and "
+                                                          "only refresh the shipped model's row")
+    args = ap.parse_args(argv)
+    if not (args.run / "clusters.csv").is_file():
+        print(f"skipped: {args.run / 'clusters.csv'} not found (run scripts/train_demo_model.py first)")
+        return 0
+    t = pd.read_csv(args.run / "clusters.csv")
+    t["y"] = t["label"].eq("GS").astype(int)
+    d = load_descriptors(args.features, t["crop"].tolist())
+    have = np.all([np.isfinite(v).all(axis=1) for v in d.values()], axis=0) if d else np.zeros(len(t), bool)
+    t = t[have].reset_index(drop=True)
+    d = {k: v[have] for k, v in d.items()}
+    train = t["side"].eq("train").to_numpy()
+    is_utk = t["source"].eq("utk-kids").to_numpy()
+    ones = np.ones(len(t))
+    grid = [0.01, 0.1, 1.0]
+    rows, skipped = [], []
+    fn = d.get("facenet")
+    old = args.out / "results.csv"
+    if args.reuse and old.is_file():
+        prev = pd.read_csv(old)
+        rows = prev[~prev["variant"].str.startswith("shipped")].to_dict("records")
+        skipped = json.loads((args.out / "skipped.json").read_text()) if (args.out / "skipped.json").is_file() else []
+        d = {}
+        fn = None
+
+    def plain(key: str) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda i: d[key][i]
+
+    if args.reuse and old.is_file():
+        pass
+    elif fn is not None:
+        rows.append(evaluate("LR on FaceNet (utk half as controls)", logreg, grid, plain("facenet"),
+                             lambda i: [d["facenet"][i]], t, args.seed, train, ones))
+        rows.append(evaluate("LR on FaceNet, no external controls", logreg, grid, plain("facenet"),
+                             lambda i: [d["facenet"][i]], t, args.seed, train & ~is_utk, ones))
+        rows.append(evaluate("LR on FaceNet, external controls weighted x3", logreg, grid, plain("facenet"),
+                             lambda i: [d["facenet"][i]], t, args.seed, train, np.where(is_utk, 3.0, 1.0)))
+        rows.append(evaluate("MLP (256) on FaceNet", mlp, [1e-3, 1e-1], plain("facenet"),
+                             lambda i: [d["facenet"][i]], t, args.seed, train, ones))
+    else:
+        skipped.append("every FaceNet variant: descriptors missing")
+    if args.reuse and old.is_file():
+        pass
+    elif "facenet_flip" in d:
+        rows.append(evaluate("LR on FaceNet + flip TTA", logreg, grid, plain("facenet"),
+                             lambda i: [d["facenet"][i], d["facenet_flip"][i]], t, args.seed, train, ones))
+    else:
+        skipped.append("flip TTA / flip augmentation on the LR: mirror-image descriptors not computed (CPU)")
+    if args.reuse and old.is_file():
+        pass
+    elif "dlib" in d:
+        rows.append(evaluate("LR on dlib ResNet 128-d", logreg, grid, plain("dlib"),
+                             lambda i: [d["dlib"][i]], t, args.seed, train, ones))
+        both = np.hstack([d["facenet"], d["dlib"]])
+        rows.append(evaluate("LR on FaceNet ++ dlib (concatenated)", logreg, grid, lambda i: both[i],
+                             lambda i: [both[i]], t, args.seed, train, ones))
+    else:
+        skipped.append("dlib ResNet descriptor and the FaceNet + dlib ensemble: dlib descriptors not computed (CPU)")
+
+    metrics_path = args.run / "holdout_metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        rows.insert(0, {"variant": "shipped: study conv head on frozen FaceNet, 5-fold ensemble",
+                        "holdout_auc": m["ds_kaggle_holdout"]["auc"],
+                        "sens_at_spec_0.95": m["ds_kaggle_holdout_sensitivity_at_specificity_0.95"],
+                        "sens_at_threshold": m["ds_kaggle_holdout"]["recall"],
+                        "spec_at_threshold": m["ds_kaggle_holdout"]["specificity"],
+                        "utk_fpr": m["utk_holdout_false_positive_rate"], "cpu_s": 60 * m["train_wall_min"],
+                        "C": None, "oof_auc": None})
+    (args.out / "skipped.json").parent.mkdir(parents=True, exist_ok=True)
+    (args.out / "skipped.json").write_text(json.dumps(skipped))
+    skipped = [s for s in skipped if not s.startswith(("fine-tuning", "stronger", "grey vs"))]
+    skipped += ["fine-tuning the last FaceNet stages: not run (2 shared CPU cores; each fold re-runs the "
+                "unfrozen stages every epoch)",
+                "stronger colour/blur augmentation: needs augmented-view body passes per photo (CPU)",
+                "grey vs replicated border: see benchmarks/bench_border.py (the crops here are grey)"]
+    res = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    res.to_csv(args.out / "results.csv", index=False)
+    n_he = int(t["side"].eq("held").sum())
+    lines = [f"identity-grouped hold-out: {int((t['side'].eq('held') & ~t['source'].eq('utk-kids')).sum())} "
+             f"ds-kaggle + {int((t['side'].eq('held') & t['source'].eq('utk-kids')).sum())} utk-kids photos "
+             f"({n_he} in all); training side: {int(train.sum())} photos",
+             "", "| variant | hold-out AUC | sens. @ spec 0.95 | sens / spec at its threshold | utk-kids called GS "
+             "| CPU s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['holdout_auc']:.4f} | {r['sens_at_spec_0.95']:.3f} | "
+                     f"{r['sens_at_threshold']:.3f} / {r['spec_at_threshold']:.3f} | {100 * r['utk_fpr']:.1f}% | "
+                     f"{r['cpu_s']:.0f} |")
+    lines += ["", "skipped:"] + [f"- {s}" for s in skipped]
+    text = "\n".join(lines) + "\n"
+    (args.out / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

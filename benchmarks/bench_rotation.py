@@ -1,0 +1,98 @@
+"""Sideways and upside-down photos without EXIF: does the call stay the upright photo's call?
+
+    .venv/bin/python benchmarks/bench_rotation.py [--data ../shared/data] [--per-set 15] [--out runs/bench-rotation]
+
+Photos: ``--per-set`` from ds-kaggle (half Down syndrome, half healthy) and as many from utk-kids (healthy children
+from another source), a seeded sample. Each is screened upright and turned 90°, 180° and 270° as pixel arrays (so no
+EXIF tag can tell the way up), through :meth:`ScreeningModel.screen` as ``gsscreen screen`` / ``serve`` do.
+
+A turned photo *agrees* when its outcome is the upright photo's outcome or "inconclusive" (the gate saying it cannot
+tell is safe); a *confident disagreement* is a call (refer / no GS signal) that differs from the upright photo's
+outcome. Targets (issue 10): agreement >= 97 %, no confident disagreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--per-set", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-rotation")
+    args = ap.parse_args()
+    if not (args.data / "ds-kaggle").is_dir():
+        print(f"skipped: {args.data}/ds-kaggle not found")
+        return 0
+    import pandas as pd
+
+    from gsscreen.cohort import find_images
+    from gsscreen.faces.io import load_image_scaled
+    from gsscreen.modelpack import load_model_pack
+    from gsscreen.screening import demo_model_path
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+
+    def sample(folder: Path, n: int) -> list[Path]:
+        files = find_images(folder)
+        return [files[i] for i in sorted(rng.permutation(len(files))[:n])]
+
+    half = args.per_set // 2
+    photos = [*sample(args.data / "ds-kaggle" / "down", half),
+              *sample(args.data / "ds-kaggle" / "healthy", args.per_set - half),
+              *sample(args.data / "utk-kids", args.per_set)]
+    model = load_model_pack(demo_model_path())
+    rows = []
+    for p in photos:
+        img, factor = load_image_scaled(p, model.decode_max_side)
+        for k in range(4):
+            r = model.screen(np.ascontiguousarray(np.rot90(img, k)), heatmap=False, scale=factor)
+            rows.append({"photo": p.name, "set": p.parent.name, "turn": 90 * k, "outcome": r.outcome,
+                         "p_gs": r.p_gs, "reasons": ";".join(r.reasons), "notes": ";".join(r.notes),
+                         "rotation_found": (r.quality or {}).get("rotation_deg")})
+    df = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "rotation.csv", index=False)
+    up = df[df["turn"] == 0].set_index("photo")["outcome"]
+    turned = df[df["turn"] != 0].copy()
+    turned["upright"] = turned["photo"].map(up)
+    turned["same"] = turned["outcome"] == turned["upright"]
+    turned["agrees"] = turned["same"] | (turned["outcome"] == "inconclusive")
+    turned["confident_disagreement"] = ~turned["agrees"]
+    sets = df[df["turn"] == 0]["set"].value_counts().to_dict()
+    print(f"model {model.model_id}; {len(photos)} photos {sets}")
+    print(f"upright outcomes: {up.value_counts().to_dict()}\n")
+    print("| turn | n | same outcome as upright | inconclusive | agrees (same or inconclusive) "
+          "| confident disagreements |")
+    print("|---|---|---|---|---|---|")
+    for turn, g in turned.groupby("turn"):
+        print(f"| {turn}° | {len(g)} | {g['same'].mean():.3f} | {(g['outcome'] == 'inconclusive').mean():.3f} | "
+              f"{g['agrees'].mean():.3f} | {int(g['confident_disagreement'].sum())} |")
+    inc_share = (turned["outcome"] == "inconclusive").mean()
+    print(f"| all | {len(turned)} | {turned['same'].mean():.3f} | {inc_share:.3f} | "
+          f"{turned['agrees'].mean():.3f} | {int(turned['confident_disagreement'].sum())} |")
+    bad = turned[turned["confident_disagreement"]]
+    if len(bad):
+        cols = ["photo", "turn", "upright", "outcome", "p_gs", "notes"]
+        print("\nconfident disagreements:\n" + bad[cols].to_string())
+    inc = turned[turned["outcome"] == "inconclusive"]
+    if len(inc):
+        print("\ninconclusive turned photos (reasons): "
+              + ", ".join(f"{r.photo}@{r.turn}: {r.reasons}" for r in inc.itertuples()))
+    print(f"\n({time.perf_counter() - t0:.0f} s; rows in {args.out}/rotation.csv)")
+    ok = turned["agrees"].mean() >= 0.97 and not len(bad)
+    print("targets met" if ok else "targets NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
