@@ -14,9 +14,6 @@ from gsscreen.models import onnx_body
 from gsscreen.screening import ScreenConfig, ScreeningModel
 from gsscreen.screening_pipeline import run_screening
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
 
 @pytest.fixture(scope="module", params=[4, 5], ids=["cam-in-trained-part", "cam-in-frozen-body"])
 def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ScreeningModel:
