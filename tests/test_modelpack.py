@@ -50,7 +50,8 @@ def test_export_zip_contents_and_pooled_threshold(run: Path, tmp_path: Path) -> 
 
     out = export_model_pack(run, tmp_path / "m.gss", ExportConfig(name="t"))
     with zipfile.ZipFile(out) as z:
-        assert sorted(z.namelist()) == ["MODEL_CARD.md", "manifest.json", "model.json", "weights.safetensors"]
+        assert sorted(z.namelist()) == ["MODEL_CARD.md", "manifest.json", "model.json", "reliability.png",
+                                        "weights.safetensors"]
         info = json.loads(z.read("model.json"))
         blob = z.read("weights.safetensors")
     assert info["format_version"] == FORMAT_VERSION
@@ -60,7 +61,13 @@ def test_export_zip_contents_and_pooled_threshold(run: Path, tmp_path: Path) -> 
     val = pd.concat([pd.read_csv(run / "folds" / f"fold_{k}" / "predictions.csv").query("set == 'val'")
                      for k in range(3)])
     assert info["threshold_rule"] == "pooled_validation"
-    assert info["threshold"] == pytest.approx(choose_threshold(val["y"].to_numpy(), val["p_gs"].to_numpy(), "youden"))
+    # Operating points are chosen on the calibrated pooled validation predictions (gsscreen.decision).
+    from gsscreen.evaluation.calibration import calibrator_from_dict
+
+    pc = calibrator_from_dict(info["calibration"]["map"]).predict(val["p_gs"].to_numpy())
+    balanced = info["operating_points"]["balanced"]["threshold"]
+    assert balanced == pytest.approx(choose_threshold(val["y"].to_numpy(), pc, "youden"))
+    assert info["threshold"] == info["operating_points"][info["default_operating_point"]]["threshold"]
     names = set(info["tensors"])
     assert {n.split(".")[0] for n in names} == {"fold0", "fold1", "fold2", "frozen"}
     # tiny is random-init: its frozen body (body.1-3) is stored once; trained parts (body.4, head) per fold.
@@ -76,7 +83,10 @@ def test_threshold_rules_and_best_fold(run: Path, tmp_path: Path) -> None:
     best = read_model_pack(export_model_pack(run, tmp_path / "b.gss", ExportConfig(folds="best"))).info
     # fold 2 has the best *validation* AUC (0.8); it keeps its own validation threshold
     assert best["n_folds"] == 1 and best["folds"][0]["run_fold"] == 2
-    assert best["threshold"] == pytest.approx(0.49)
+    assert best["folds"][0]["threshold"] == pytest.approx(0.49)
+    # its pack still calibrates on (and takes its operating points from) that fold's own validation predictions
+    assert best["calibration"]["n_validation"] == 8
+    assert best["threshold"] == best["operating_points"]["screening"]["threshold"]
     assert all(n.startswith(("fold0.", "frozen.")) for n in best["tensors"])
 
 
@@ -183,8 +193,9 @@ def test_shape_mismatch_names_the_tensor(run: Path, tmp_path: Path) -> None:
 def test_versions_refused(run: Path, tmp_path: Path) -> None:
     out = export_model_pack(run, tmp_path / "m.gss")
     info = read_model_pack(out).info
-    with pytest.raises(ModelPackError, match="format version 2 is newer"):
-        read_model_pack(_rewrite_zip(out, tmp_path / "v.gss", info=dict(info, format_version=2)))
+    newer = FORMAT_VERSION + 1
+    with pytest.raises(ModelPackError, match=f"format version {newer} is newer"):
+        read_model_pack(_rewrite_zip(out, tmp_path / "v.gss", info=dict(info, format_version=newer)))
     with pytest.raises(ModelPackError, match=r"made with gsscreen 9\.0\.0, newer"):
         read_model_pack(_rewrite_zip(out, tmp_path / "g.gss", info=dict(info, gsscreen_version="9.0.0")))
     with pytest.raises(ModelPackError, match="not a model pack"):

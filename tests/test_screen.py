@@ -42,7 +42,8 @@ def test_screen_astronaut(model: ScreeningModel, astronaut: np.ndarray) -> None:
     res = model.screen(astronaut, age_months=60)
     assert res.ok and res.problem is None
     assert 0.0 <= res.p_gs <= 1.0
-    assert res.p_gs == pytest.approx(np.mean(res.fold_p_gs)) and len(res.fold_p_gs) == 3
+    assert res.p_gs_raw == pytest.approx(np.mean(res.fold_p_gs)) and len(res.fold_p_gs) == 3
+    assert res.p_gs == pytest.approx(model.decision.probability(res.p_gs_raw))  # calibrated (gsscreen.decision)
     assert res.suspected == (res.p_gs >= model.threshold)
     assert res.call == (CALL_GS if res.suspected else CALL_NO)
     assert res.flags == []  # one frontal, large, upright face of an age inside the range
@@ -178,7 +179,8 @@ def test_cli_export_and_screen(pack_path: Path, tmp_path: Path, astronaut: np.nd
     r = runner.invoke(app, ["screen", str(photo), "--model", str(tmp_path / "cli.gss"), "--age-months", "200",
                             "-o", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert "a.jpg" in r.output and "outside_age_range" in r.output and "not a medical device" in r.output
+    assert "a.jpg" in r.output and "not a medical device" in r.output
+    assert "outside the ages the model was trained on" in r.output and "outside_age_range" not in r.output
     assert (tmp_path / "out" / "results.csv").is_file()
     assert list((tmp_path / "out" / "heatmaps").glob("a_gradcam.png"))
 

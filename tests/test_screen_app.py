@@ -183,7 +183,8 @@ def test_result_page(client: TestClient, astronaut: np.ndarray) -> None:
     assert r.status_code == 200
     assert "P(GS)" in r.text and 'id="heatmap"' in r.text and "not a medical device" in r.text
     assert re.search(r'id="p-gs">0\.\d{3}<', r.text)
-    r = client.post("/screen", files={"photo": ("a.txt", b"hello", "text/plain")})
+    r = client.post("/screen", files={"photo": ("a.txt", b"hello", "text/plain")},
+                    data={"csrf_token": client.app.state.csrf.value})
     assert r.status_code == 415 and "could not be screened" in r.text
 
 

@@ -54,7 +54,7 @@ INTERNAL_COLUMNS: tuple[str, ...] = (
     "source_row", "label_raw", "subject_inferred", "sha256", "phash", "near_duplicate_of"
 )
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
 
 # Label spellings accepted, after lower-casing and turning runs of spaces / "_" / "-" into one space.
 # Anything else is reported as ``unknown_label`` (never guessed, never dropped).

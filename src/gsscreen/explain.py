@@ -518,6 +518,8 @@ def explain_photos(
     class_idx: int = 1,
     threshold: float = 0.5,
     alpha: float = 0.45,
+    cam: Any = None,
+    regions: bool = False,
 ) -> pd.DataFrame:
     """Grad-CAM of every aligned crop, its on-face share, and an overlay PNG per photo in ``out_dir``.
 
@@ -529,6 +531,10 @@ def explain_photos(
     ``on_face_share``, ``on_face`` (share > ``threshold``), ``peak_on_face`` (the map's maximum inside the face
     region), ``overlay`` (PNG path), ``eyes_covered``, ``landmarks`` (list of [x, y]) and ``problem`` (empty when
     fine). A bad crop or an empty map is a ``problem`` on its row, never an exception.
+
+    cam: a :class:`gsscreen.explain_cam.CamSpec` (method and layers) instead of Grad-CAM at ``layer``.
+    regions: also the facial-region occlusion attributions (:mod:`gsscreen.explain_regions`): columns
+    ``delta_<region>`` and ``share_<region>``.
     """
     import cv2
     import pandas as pd
@@ -571,7 +577,14 @@ def explain_photos(
                 for im in imgs
             ]
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255.0)
-        res = compute_cams(model, x, layer=layer, class_idx=class_idx)
+        if cam is not None:
+            from gsscreen.explain_cam import ensemble_cams
+
+            p1, cmaps, cflat = ensemble_cams([model], x, cam, class_idx=class_idx)
+            res = CamResult(maps=cmaps[0], probs=np.stack([1.0 - p1[:, 0], p1[:, 0]], axis=1), flat=cflat[0],
+                            layer=cam.label())
+        else:
+            res = compute_cams(model, x, layer=layer, class_idx=class_idx)
         for j, i in enumerate(chunk):
             row, crop = rows[i], np.asarray(crops[i])
             lm = np.asarray(landmarks[i], dtype=np.float64)
@@ -589,7 +602,30 @@ def explain_photos(
             row["overlay"] = str(
                 save_overlay(out / f"{stem}_gradcam.png", crop, hm, alpha=alpha, landmarks=lm, eyes_covered=cover_eyes)
             )
-    return pd.DataFrame(rows, columns=list(EXPLAIN_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(EXPLAIN_COLUMNS))
+    if regions and ok:
+        from gsscreen.explain_regions import region_attributions
+
+        def predict(views: np.ndarray) -> np.ndarray:
+            v = [im if size is None or im.shape[:2] == (size, size) else
+                 cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in views]
+            xv = torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2).float().div_(255.0)
+            with torch.no_grad():
+                was = model.training
+                model.eval()
+                try:
+                    out = model(xv.to(next(model.parameters()).device))
+                finally:
+                    model.train(was)
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                return torch.softmax(out.float(), dim=1)[:, class_idx].cpu().numpy()
+
+        reg = region_attributions(predict, [crops[i] for i in ok], [landmarks[i] for i in ok])
+        reg.index = ok
+        for c in reg.columns:
+            if c.startswith(("delta_", "share_")):
+                df[c] = reg[c]
+    return df
 
 
 def unique_stem(stem: str, used: set[str]) -> str:

@@ -53,10 +53,14 @@ if TYPE_CHECKING:
     from gsscreen.screening import ScreeningModel
 
 FORMAT = "gsscreen-model-pack"
-FORMAT_VERSION = 1
+#: 2: calibrated P(GS) and operating points (``threshold`` is on the calibrated scale); 1 still loads
+FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
 MODEL_CARD = "MODEL_CARD.md"
+#: the model card's reliability diagram (optional member)
+RELIABILITY_PNG = "reliability.png"
 #: refuse pack members larger than this (a zip bomb must not fill memory); a VGG-16 pack of 5 folds is ~2.7 GB
 MAX_MEMBER_BYTES = 4 * 1024**3
 TAMPERED = "weights.safetensors does not match its checksum in manifest.json: the file was modified or corrupted"
@@ -79,6 +83,7 @@ class ExportConfig:
         age_range_months: ``(low, high)`` ages of the training cohort in months, if known.
         cohort: a cohort CSV to read the age range from (its ``age_months`` column) when not given.
         description: one line saying what the model screens for.
+        operating_point: the default operating point, ``screening`` or ``balanced`` (see :mod:`gsscreen.decision`).
         holdout_note: Markdown measured on photos the study never saw (how they were held out, the numbers, what
             they do not cover); the card prints it under "Measured on held-out photos" and ``model.json`` keeps it.
     """
@@ -90,6 +95,7 @@ class ExportConfig:
     age_range_months: tuple[float, float] | None = None
     cohort: str | None = None
     description: str = ""
+    operating_point: str = "screening"
     holdout_note: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
@@ -274,6 +280,8 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     blob = st_save(out_tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
 
     spec = model.spec
+    from gsscreen.explain_cam import default_cam
+
     size = int(m0.get("image_size") or study_cfg.get("image_size") or spec.input_size)
     age_range = cfg.age_range_months
     if age_range is None and cfg.cohort:
@@ -307,6 +315,8 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "frozen_source": frozen_source,
         "frozen_sha256": tensors_fingerprint(frozen),
         "weight_source": spec.weight_source,
+        # The heatmap every consumer of the pack shows (screen, serve): gsscreen.explain_cam, chosen by measurement.
+        "cam": default_cam(backbone).to_dict(),
         "n_folds": len(kept),
         "folds": [{"index": i, "run_fold": f["run_fold"], "threshold": float(f["result"]["threshold"]),
                    "val_auc": (f["result"].get("best_val") or {}).get("auc"),
@@ -336,16 +346,40 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "weights_sha256": sha256_bytes(blob),
         "tensors": {k: list(v.shape) for k, v in sorted(out_tensors.items())},
     }
-    card = model_card(info)
-    return _write_pack(Path(output), str(output).endswith(("/", "\\")), info, blob, card)
+    # Calibrated P(GS) and operating points from the pooled validation predictions (gsscreen.decision).
+    from gsscreen.decision import decision_section
+
+    extras: dict[str, bytes] = {}
+    use = cfg.folds == "best" or cfg.threshold_rule == "pooled"  # "mean" asks for the study's own thresholds
+    decision = decision_section([f["dir"] for f in kept], cfg.operating_point) if use else None
+    if decision:
+        info.update(decision)
+        extras = _reliability_png([f["dir"] for f in kept], info)
+    card = model_card(info, figure=RELIABILITY_PNG if extras else None)
+    return _write_pack(Path(output), str(output).endswith(("/", "\\")), info, blob, card, extras)
 
 
-def _write_pack(out: Path, as_folder: bool, info: dict[str, Any], blob: bytes, card: str) -> Path:
+def _reliability_png(fold_dirs: list[Path], info: dict[str, Any]) -> dict[str, bytes]:
+    import io
+
+    from gsscreen.decision import heldout_curves
+    from gsscreen.report.calibration_figure import reliability_figure
+
+    curves = heldout_curves(fold_dirs, info)
+    if not curves:
+        return {}
+    buf = io.BytesIO()
+    reliability_figure(curves, title="Reliability on held-out (test) photos").savefig(buf, format="png", dpi=150)
+    return {RELIABILITY_PNG: buf.getvalue()}
+
+
+def _write_pack(out: Path, as_folder: bool, info: dict[str, Any], blob: bytes, card: str,
+                extras: dict[str, bytes] | None = None) -> Path:
     from gsscreen.packsign import write_pack_members
 
     text = json.dumps(info, indent=2, default=_json_default) + "\n"
     # Every member goes through this dict: the manifest (packsign) lists each with its SHA-256 and size.
-    members = {MODEL_JSON: text.encode("utf-8"), MODEL_CARD: card.encode("utf-8"), WEIGHTS: blob}
+    members = {MODEL_JSON: text.encode("utf-8"), MODEL_CARD: card.encode("utf-8"), WEIGHTS: blob, **(extras or {})}
     return write_pack_members(out, as_folder or out.is_dir(), members)
 
 
@@ -364,8 +398,15 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
-def model_card(info: dict[str, Any]) -> str:
-    """``MODEL_CARD.md`` from a pack's ``model.json`` dict."""
+def _default_point_note(info: dict[str, Any]) -> str:
+    d = info.get("default_operating_point")
+    return f"; the default operating point `{d}` (see Operating points)" if d else ""
+
+
+def model_card(info: dict[str, Any], figure: str | None = None) -> str:
+    """``MODEL_CARD.md`` from a pack's ``model.json`` dict (``figure``: the reliability diagram's member name)."""
+    from gsscreen.decision import card_section
+
     c = info.get("cohort") or {}
     rows = []
     for k, label in (("auc", "AUC"), ("accuracy", "accuracy"), ("recall", "sensitivity"),
@@ -405,11 +446,13 @@ def model_card(info: dict[str, Any]) -> str:
         f"- Screens: {info.get('description', '')}.",
         f"- Input: one frontal face photo of a child; the face is found and aligned with MTCNN "
         f"({info.get('crop_size', 224)}² crop), resized to {info['input_size']}² for the `{info['backbone']}` network.",
-        f"- Output: P(GS) = {info.get('ensemble', 'mean of the fold models')} of {info['n_folds']} fold model(s); "
+        f"- Output: P(GS) = {info.get('ensemble', 'mean of the fold models')} of {info['n_folds']} fold model(s)"
+        f"{', calibrated (see Calibration)' if info.get('calibration') else ''}; "
         f"\"GS suspected — refer for genetic evaluation\" when P(GS) ≥ {info['threshold']:.4f}, else \"no GS signal\";"
         " a Grad-CAM heatmap; photo-quality flags.",
         f"- Threshold: {info['threshold']:.4f}, rule `{info.get('threshold_rule')}` with method "
-        f"`{info.get('threshold_method')}`, chosen on validation data only (see `gsscreen.modelpack`).",
+        f"`{info.get('threshold_method')}`, chosen on validation data only (see `gsscreen.modelpack`)"
+        f"{_default_point_note(info)}.",
         "",
         "## Intended use",
         "",
@@ -434,6 +477,7 @@ def model_card(info: dict[str, Any]) -> str:
         "|---|---|",
         *(rows or ["| — | no metrics.json in the run folder |"]),
         "",
+        *card_section(info, figure),
         *(["## Measured on held-out photos", "", str(info["holdout_note"]).strip(), ""]
           if info.get("holdout_note") else []),
         "## Limits",
@@ -467,6 +511,11 @@ class PackContents:
     card: str
     signed_by: str | None = None  # id of the trusted key that verified the signature (None: not checked)
     members: dict[str, bytes] = field(default_factory=dict, repr=False)  # every verified member, by name
+
+    @property
+    def figures(self) -> dict[str, bytes]:
+        """The model card's figures (e.g. ``reliability.png``), name → PNG bytes."""
+        return {n: b for n, b in self.members.items() if n == RELIABILITY_PNG}
 
 
 def _read_members(path: Path, trusted_keys: list[Any] | None) -> Any:
@@ -516,7 +565,7 @@ def read_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> 
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
         raise ModelPackError(f"{p}: pack format version {fv} is newer than this gsscreen supports "
                              f"({FORMAT_VERSION}); upgrade gsscreen (pip install -U gsscreen)")
-    if fv < FORMAT_VERSION:
+    if fv < OLDEST_FORMAT_VERSION:
         raise ModelPackError(f"{p}: pack format version {fv} is no longer supported; re-export it with "
                              "`gsscreen export`")
     made_with = str(info.get("gsscreen_version", "0"))
@@ -623,7 +672,9 @@ def load_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> 
 
     contents = read_model_pack(path, trusted_keys)
     base, models = build_fold_models(contents)
-    return ScreeningModel(contents.info, base, models, card=contents.card, path=contents.path)
+    model = ScreeningModel(contents.info, base, models, card=contents.card, path=contents.path)
+    model.card_figures = contents.figures
+    return model
 
 
 __all__ = [

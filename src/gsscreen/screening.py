@@ -79,6 +79,9 @@ class ScreenResult:
     P(GS) in 0–1 (None when no face was scored, see ``problem``); ``suspected`` is ``p_gs >= threshold`` when a
     call was made, else None. ``faces``: every face found, ``{"box": [x0, y0, x1, y1] original px, "score",
     "scored": bool}``, the scored one first; ``quality``: the gate's measures.
+    P(GS) is calibrated when the pack carries a calibration map (``p_gs_raw``: the ensemble's raw mean) and adjusted
+    to ``prevalence`` when one was given; ``threshold`` is that of ``operating_point``, on the same scale (see
+    :mod:`gsscreen.decision`).
 
     Arrays (not in :meth:`to_dict`): ``faces_overlay`` the photo (at most 640 px) with every face boxed, the
     scored one thick orange and numbered 1; ``heatmap`` ``(S, S)`` float32 0–1 at
@@ -94,6 +97,9 @@ class ScreenResult:
     threshold: float
     model_id: str
     fold_p_gs: list[float] = field(default_factory=list)
+    p_gs_raw: float | None = None
+    operating_point: str = ""
+    prevalence: float | None = None
     outcome: str = INCONCLUSIVE
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -104,6 +110,8 @@ class ScreenResult:
     problem: str | None = None
     face: dict[str, Any] | None = None
     seconds: float = 0.0
+    #: drop in P(GS) when each facial region is greyed out (gsscreen.explain_regions), with the heatmap
+    regions: dict[str, float] | None = None
     heatmap: np.ndarray | None = field(default=None, repr=False)
     overlay: np.ndarray | None = field(default=None, repr=False)
     crop: np.ndarray | None = field(default=None, repr=False)
@@ -148,13 +156,16 @@ class ScreeningModel:
         self.path = path
         # The pack's own limits (older packs have none: the defaults, measured on the shipped model, apply).
         self.quality = quality or QualityLimits.from_dict(info.get("quality"))
-        self.threshold = float(info["threshold"])
+        self.set_decision()
         self.input_size = int(info["input_size"])
         self.tta_flip = bool(info.get("tta_flip", True))
         self.n_body = len(base.body)  # type: ignore[arg-type]
         self.shared_upto = min(int(info.get("unfreeze_from", self.n_body)), self.n_body)
         self.cam_layer = str(base.spec.cam_layer)  # type: ignore[union-attr]
         self.cam_index = _cam_index(self.cam_layer)
+        from gsscreen.explain_cam import cam_for_pack
+
+        self.cam = cam_for_pack(info, base)  # the pack's recorded CAM; older packs: Grad-CAM at cam_layer
         known = set(AlignConfig().key_fields())
         al = {k: tuple(v) if isinstance(v, list) else v for k, v in (info.get("alignment") or {}).items() if k in known}
         self.align_config = AlignConfig(**al)
@@ -165,6 +176,13 @@ class ScreeningModel:
         # with the pack's own detection size before "no face" is reported.
         self.decode_max_side = min(DECODE_MAX_SIDE, int(self.align_config.load_max_side))
         self.detect_config = replace(self.align_config, max_side=min(DETECT_MAX_SIDE, self.align_config.max_side))
+
+    def set_decision(self, operating_point: str | None = None, prevalence: float | None = None) -> None:
+        """Use another operating point of the pack and/or a clinic's prevalence (raises ``DecisionError``)."""
+        from gsscreen.decision import DecisionRule
+
+        self.decision = DecisionRule.from_info(self.info, operating_point, prevalence)
+        self.threshold = self.decision.threshold
 
     # --- identity
     @property
@@ -185,7 +203,7 @@ class ScreeningModel:
         keys = ("name", "description", "demo", "backbone", "input_size", "n_folds", "threshold", "threshold_rule",
                 "threshold_method", "age_range_months", "cohort", "cv_metrics", "pooled_auc", "created",
                 "gsscreen_version", "weights_sha256")
-        return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}}
+        return {"model_id": self.model_id, **{k: self.info.get(k) for k in keys}, **self.decision.describe()}
 
     # --- tensors
     def model_input(self, crop: np.ndarray) -> np.ndarray:
@@ -258,6 +276,11 @@ class ScreeningModel:
 
         k_n, b = len(self.models), x.shape[0]
         c, s = self.cam_index, self.shared_upto
+        if self.cam.layers != (self.cam_layer,) or self.cam.method != "gradcam":
+            from gsscreen.explain_cam import ensemble_cams
+
+            p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s)
+            return ((p + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0 if self.tta_flip else p), maps, flat
         if c is None or c >= self.n_body:
             return self._explain_fallback(x)
         with torch.no_grad():
@@ -334,7 +357,8 @@ class ScreeningModel:
 
     def _empty(self, file: str | None, problem: str, flag: str, t0: float) -> ScreenResult:
         return ScreenResult(file=file, p_gs=None, suspected=None, call=CALL_NONE, threshold=self.threshold,
-                            model_id=self.model_id, outcome=INCONCLUSIVE, reasons=[flag], flags=[flag],
+                            model_id=self.model_id, operating_point=self.decision.operating_point.name,
+                            outcome=INCONCLUSIVE, reasons=[flag], flags=[flag],
                             flag_messages=[FLAG_TEXT[flag]], problem=problem, seconds=time.perf_counter() - t0)
 
     def screen(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
@@ -399,7 +423,7 @@ class ScreeningModel:
         return PreparedPhoto(file=file, crop=face.image, model_input=self.model_input(face.image), flags=flags,
                              flag_messages=messages, face=finfo, seconds=time.perf_counter() - t0,
                              usable=verdict.usable, reasons=list(verdict.reasons), notes=list(verdict.notes),
-                             faces=faces, quality=verdict.measures,
+                             faces=faces, quality=verdict.measures, landmarks=np.asarray(face.landmarks),
                              faces_overlay=draw_faces(img, faces, scale=factor, max_side=DETECT_MAX_SIDE))
 
     def screen_faces(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
@@ -455,9 +479,17 @@ class ScreeningModel:
             p, maps, flat = self.explain_tensor(x)
         else:
             p, maps, flat = self.predict_tensor(x), None, None
+        regions = None
+        if heatmap:  # facial-region attributions beside the heatmap: one forward of every occluded view
+            from gsscreen.explain_regions import pack_regions
+
+            regions = pack_regions(self, batch)
         share = (time.perf_counter() - t0) / len(batch)
-        return [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
-                             share) for i, b in enumerate(batch)]
+        out = [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
+                            share) for i, b in enumerate(batch)]
+        for r, reg in zip(out, regions or [], strict=False):
+            r.regions = reg
+        return out
 
     def _finish(self, prep: PreparedPhoto, fold_p: np.ndarray, maps: np.ndarray | None, flat: np.ndarray | None,
                 seconds: float) -> ScreenResult:
@@ -476,13 +508,15 @@ class ScreeningModel:
 
             ov = overlay(prep.crop, hm)
         fold_ps = [float(v) for v in fold_p]
-        p_gs = float(np.mean(fold_ps))
+        p_raw = float(np.mean(fold_ps))
+        p_gs = self.decision.probability(p_raw)
         # No call on an unusable face: P(GS) is still reported, but the outcome is inconclusive.
         outcome = outcome_of(prep.usable, p_gs, self.threshold)
         suspected = None if outcome == INCONCLUSIVE else outcome == "refer"
         return ScreenResult(
             file=prep.file, p_gs=p_gs, suspected=suspected, call=OUTCOME_TEXT[outcome],
-            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, outcome=outcome,
+            threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, p_gs_raw=p_raw,
+            operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, outcome=outcome,
             reasons=list(prep.reasons), notes=list(prep.notes), faces=list(prep.faces), quality=dict(prep.quality),
             flags=flags,
             flag_messages=messages, face=prep.face, seconds=prep.seconds + seconds + time.perf_counter() - t0,
@@ -552,6 +586,7 @@ class PreparedPhoto:
     notes: list[str] = field(default_factory=list)
     faces: list[dict[str, Any]] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # (5, 2) in crop pixels
     faces_overlay: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -633,8 +668,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return out, problems
 
 
-RESULT_COLUMNS = ("file", "p_gs", "outcome", "call", "reasons", "threshold", "flags", "problem", "heatmap",
-                  "iod_px", "yaw", "roll_deg", "n_faces", "fold_p_gs")
+RESULT_COLUMNS = ("file", "p_gs", "outcome", "call", "reasons", "threshold", "operating_point", "flags", "problem",
+                  "heatmap", "iod_px", "yaw", "roll_deg", "n_faces", "fold_p_gs")
 
 
 def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
@@ -654,8 +689,10 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
 
 
 def format_table(table: pd.DataFrame, width: int = 40) -> str:
-    """The results as a plain-text table for the terminal."""
-    lines = [f"{'photo':<{width}}  {'P(GS)':>6}  {'call':<43}  flags / problem"]
+    """The results as a plain-text table for the terminal: reasons in words (see :mod:`gsscreen.plain`)."""
+    from gsscreen.plain import plain_flags, plain_problem
+
+    lines = [f"{'photo':<{width}}  {'P(GS)':>6}  {'call':<43}  reasons / notes"]
     for r in table.to_dict("records"):
         name = Path(str(r["file"])).name
         if r.get("face") is not None and r.get("face") == r.get("face"):  # --face all: which face (NaN-safe)
@@ -663,7 +700,10 @@ def format_table(table: pd.DataFrame, width: int = 40) -> str:
         name = name if len(name) <= width else "…" + name[-(width - 1):]
         p = r["p_gs"]
         ptxt = f"{p:6.3f}" if isinstance(p, float) and not math.isnan(p) else "     —"
-        extra = "; ".join(x for x in (str(r.get("flags") or ""), str(r.get("problem") or "")) if x and x != "nan")
+        said = plain_flags(r.get("flags"))
+        prob = plain_problem(r.get("problem"))
+        why = [prob[:1].upper() + prob[1:] + "."] if prob and "unreadable" in str(r.get("flags")) else []
+        extra = " ".join([*said, *why])
         lines.append(f"{name:<{width}}  {ptxt}  {r['call']:<43}  {extra}")
     return "\n".join(lines)
 

@@ -130,7 +130,7 @@ def _row(res: ScreenResult, heatmap: str) -> dict[str, Any]:
     face = res.face or {}
     row = {
         "file": res.file, "p_gs": res.p_gs, "outcome": res.outcome, "call": res.call,
-        "reasons": ";".join(res.reasons), "threshold": res.threshold,
+        "reasons": ";".join(res.reasons), "threshold": res.threshold, "operating_point": res.operating_point,
         "flags": ";".join(res.flags), "problem": res.problem or "", "heatmap": heatmap,
         "iod_px": face.get("iod_px"), "yaw": face.get("yaw"), "roll_deg": face.get("roll_deg"),
         "n_faces": face.get("n_faces"), "fold_p_gs": ";".join(f"{v:.4f}" for v in res.fold_p_gs),
@@ -235,6 +235,10 @@ class _Writer:
             tmp = q.with_name(q.name + ".tmp")
             Image.fromarray(arr).save(tmp, format="PNG")
             os.replace(tmp, q)
+        if res.regions:  # the region bar chart beside the heatmap
+            from gsscreen.explain_regions import region_bars
+
+            region_bars(res.regions, d / f"{stem}_regions.png")
         return str(p.relative_to(self.out))
 
     def write(self, items: list[tuple[ScreenResult, str | None]]) -> None:

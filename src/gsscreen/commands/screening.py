@@ -20,6 +20,12 @@ def _parse_age_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+_OP_HELP = ("Operating point of the model pack: screening (validation sensitivity ≥ 0.95) or balanced (Youden); "
+            "default: the pack's own default (see its model card).")
+_PREV_HELP = ("Share of children with a genetic syndrome among those you screen (e.g. 0.02): P(GS) is adjusted "
+              "from the training prevalence to this one (the call does not change).")
+
+
 def _trusted(paths: list[Path] | None) -> list | None:
     from gsscreen.packsign import load_public_key
 
@@ -30,7 +36,9 @@ TRUSTED_KEY_HELP = ("Ed25519 public key (PEM) the model pack must be signed with
                     "demo pack is always checked against its own key.")
 
 
-def _load(model: Path | None, trusted_key: list[Path] | None = None):  # -> ScreeningModel
+def _load(model: Path | None, trusted_key: list[Path] | None = None, operating_point: str | None = None,
+          prevalence: float | None = None):  # -> ScreeningModel
+    from gsscreen.decision import DecisionError
     from gsscreen.modelpack import ModelPackError, load_model_pack
     from gsscreen.screening import resolve_model
 
@@ -43,8 +51,11 @@ def _load(model: Path | None, trusted_key: list[Path] | None = None):  # -> Scre
         typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
                     "demonstration, not a medical device)", err=True, fg="yellow")
     try:
-        return load_model_pack(path, _trusted(trusted_key))
-    except ModelPackError as exc:
+        m = load_model_pack(path, _trusted(trusted_key))
+        if operating_point is not None or prevalence is not None:
+            m.set_decision(operating_point, prevalence)
+        return m
+    except (ModelPackError, DecisionError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
 
@@ -61,6 +72,8 @@ def export(
     age_range: str | None = typer.Option(None, help="Ages of the training cohort in months, e.g. 12-180."),
     cohort: Path | None = typer.Option(None, help="Cohort CSV to read the age range from (age_months)."),
     demo: bool = typer.Option(False, help="Write the demo model's card (Down syndrome only, not a medical device)."),
+    operating_point: str = typer.Option("screening", help="Default operating point of the pack: screening "
+                                        "(validation sensitivity ≥ 0.95) or balanced (Youden)."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the pack with this Ed25519 private key (PEM)."),
 ) -> None:
     """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
@@ -68,7 +81,7 @@ def export(
 
     cfg = ExportConfig(folds=folds, threshold_rule=threshold_rule, name=name, demo=demo,
                        age_range_months=_parse_age_range(age_range), cohort=str(cohort) if cohort else None,
-                       description=description)
+                       description=description, operating_point=operating_point)
     try:
         out = export_model_pack(run_dir, output, cfg)
         signer = None
@@ -84,6 +97,15 @@ def export(
     typer.echo(f"wrote {out} ({size / 1e6:.1f} MB): {info['backbone']}, {info['n_folds']} fold model(s), "
                f"threshold {info['threshold']:.4f} ({info['threshold_rule']})"
                + (f"; signed with key {signer}" if signer else ""))
+    cal = info.get("calibration")
+    if cal:
+        ops = ", ".join(f"{k} {v['threshold']:.3f} (validation sensitivity {v['sensitivity']:.2f}, specificity "
+                        f"{v['specificity']:.2f})" for k, v in info["operating_points"].items())
+        typer.echo(f"P(GS) calibrated with {cal['map']['method']} at the training prevalence "
+                   f"{cal['train_prevalence']:.3f}; operating points: {ops}; default {info['default_operating_point']}")
+    else:
+        typer.secho("no pooled validation predictions: P(GS) is not calibrated and the pack has one threshold",
+                    err=True, fg="yellow")
 
 
 def screen(
@@ -93,6 +115,8 @@ def screen(
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
+    operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
+    prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per table write)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes that decode and align; 0 = in this process."),
     face: str = typer.Option("largest", "--face", help="Which face: 'largest' (one row per photo; every face is "
@@ -109,14 +133,18 @@ def screen(
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
-    m = _load(model, trusted_key)
+    m = _load(model, trusted_key, operating_point, prevalence)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
                        workers=workers, runtime=runtime, face=face)
     if face not in ("largest", "all"):
         raise typer.BadParameter("--face must be 'largest' or 'all'")
     table = screen_batch(m, cfg, progress=True)
-    typer.echo(f"model {m.model_id}: threshold {m.threshold:.4f}")
+    d = m.decision
+    typer.echo(f"model {m.model_id}: operating point {d.operating_point.name}, threshold {m.threshold:.4f}; P(GS) "
+               + (("calibrated" + (f", adjusted to prevalence {d.prevalence:g}" if d.prevalence else
+                                   f" at the training prevalence {d.train_prevalence:.3f}"))
+                  if d.calibrated else "not calibrated (older model pack)"))
     shown = 200  # an archive run would flood the terminal: the full table is in results.csv
     typer.echo(format_table(table.head(shown)))
     if len(table) > shown:
@@ -135,6 +163,8 @@ def serve(
                                       help="API token (Authorization: Bearer); required off loopback."),
     audit_db: Path = typer.Option(Path("screen_audit.sqlite"), help="SQLite audit log (no pixels are stored)."),
     max_upload_mb: float = typer.Option(20.0, help="Largest accepted upload, MB."),
+    operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
+    prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
     trusted_key: list[Path] = typer.Option([], "--trusted-key", metavar="PEM", help=TRUSTED_KEY_HELP),
     allow_host: list[str] = typer.Option([], "--allow-host", metavar="HOST",
                                          help="A host name the app may be reached under (besides localhost and IP "
@@ -150,7 +180,7 @@ def serve(
     except ValueError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
-    m = _load(model, trusted_key)
+    m = _load(model, trusted_key, operating_point, prevalence)
     serve_app(cfg, m)
 
 

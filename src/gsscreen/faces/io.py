@@ -1,5 +1,7 @@
 """Reading photos safely: any common format and mode → (H, W, 3) uint8 RGB, or an :class:`ImageError`.
 
+Formats: JPEG, PNG, WebP, BMP, TIFF, GIF (first frame) and HEIC/HEIF (through ``pillow-heif``).
+
 Handles EXIF orientation, grayscale / palette / alpha / CMYK / 16-bit modes, decompression bombs (refused from the
 header, before any pixel is decoded), and empty, truncated or non-image files. Large JPEGs can be decoded directly
 at reduced size (libjpeg DCT scaling), which makes a 12-MP photo cheap when only a detection-sized copy is needed.
@@ -16,6 +18,20 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gsscreen.errors import GsscreenError
+
+
+def _register_heif() -> bool:
+    # HEIC/HEIF (iPhone photos) through pillow-heif, when installed: Image.open then reads them like any format.
+    try:
+        import pillow_heif
+    except ImportError:  # pragma: no cover - a declared dependency, but the reader must not need it
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+#: whether HEIC/HEIF photos can be read (pillow-heif installed)
+HEIF_SUPPORTED = _register_heif()
 
 #: Refuse images with more pixels than this (a 100-MP photo is already far beyond any camera portrait).
 DEFAULT_MAX_PIXELS = 100_000_000

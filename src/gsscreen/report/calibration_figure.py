@@ -51,7 +51,7 @@ def reliability_figure(
     top.set_ylim(-0.01, 1.01)
     top.set_ylabel("Observed fraction GS")
     top.grid(True, lw=0.4, color="#e5e5e5", zorder=0)
-    top.legend(loc="upper left", frameon=False)
+    top.legend(loc="lower right", frameon=False)
     if title:
         top.set_title(title)
     bottom.set_xlabel("Predicted P(GS)")

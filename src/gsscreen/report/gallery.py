@@ -159,12 +159,16 @@ def fold_gradcams(
     which: str = "gs",
     max_maps: int | None = 48,
     cover_eyes: bool = False,
+    cam: Any = None,
+    regions: bool = True,
 ) -> GradcamResult:
     """Grad-CAM of the test photos of every fold with that fold's own model.
 
     which: ``"gs"`` (the GS photos, as the paper's gallery) or ``"all"``.
     max_maps: at most this many maps, taken round-robin over the folds (in photo order within a fold); None = all.
     Photos without a crop/landmarks, folds without a checkpoint and unreadable crops become ``problems``.
+    cam: the :class:`gsscreen.explain_cam.CamSpec` to use (default: the run's backbone default, see
+    :func:`gsscreen.explain_cam.default_cam`); regions: add the facial-region attributions per photo.
     """
     from gsscreen.explain import explain_photos
 
@@ -214,7 +218,12 @@ def fold_gradcams(
         except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as exc:
             problems.append(f"fold {fold}: cannot load its model ({exc})")
             continue
-        df = explain_photos(model, crops, lms, out / f"fold_{int(fold)}", cover_eyes=cover_eyes, names=names)
+        if cam is None:
+            from gsscreen.explain_cam import default_cam
+
+            cam = default_cam(str(model.spec.name))
+        df = explain_photos(model, crops, lms, out / f"fold_{int(fold)}", cover_eyes=cover_eyes, names=names,
+                            cam=cam, regions=regions)
         df.insert(0, "fold", int(fold))
         df.insert(1, "label", labels)
         for r in df.to_dict("records"):

@@ -541,6 +541,12 @@ def _version() -> str:
     return str(__version__)
 
 
+def _fig3(rows: Any, what: str) -> dict[str, Any]:
+    from gsscreen.explain_regions import fig3_context
+
+    return fig3_context(rows, what)
+
+
 def gradcam_section(
     run: RunData, report_dir: Path, fig_dir: Path, which: str, max_gallery: int | None, cover_eyes: bool
 ) -> Section:
@@ -562,6 +568,7 @@ def gradcam_section(
             unusable=(f" {n_unusable} photo(s) gave no usable map (no crop, or an empty map): listed below."
                       if n_unusable else ""),
             files=f"{gal.png.name}, {gal.svg.name}",
+            fig3=_fig3(res.rows, what),
             tiles=[
                 {
                     "uri": _jpeg_uri(Path(rec["overlay"])), "name": Path(str(rec["file"])).name,

@@ -69,12 +69,16 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"II*\x00", 0, "image/tiff"),
     (b"MM\x00*", 0, "image/tiff"),
 )
+#: ISO-BMFF major brands of HEIC/HEIF still photos (iPhone: heic)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 
 
 def sniff_image_type(data: bytes) -> str | None:
-    """The image MIME type from the first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or None."""
+    """The image MIME type from the first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC), or None."""
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "image/heic"
     for magic, off, mime in _MAGIC:
         if data[off:off + len(magic)] == magic:
             return mime
@@ -215,8 +219,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, str | None]]:
-    """Parse a ``multipart/form-data`` body in memory: ``{field: (bytes, filename or None)}`` (first of each)."""
+def parse_multipart(body: bytes, content_type: str, every: list[tuple[str, bytes, str | None]] | None = None
+                    ) -> dict[str, tuple[bytes, str | None]]:
+    """Parse a ``multipart/form-data`` body in memory: ``{field: (bytes, filename or None)}`` (first of each);
+    ``every`` (when given) receives every part as ``(field, bytes, filename)``, repeated fields included."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     _, params = parse_options_header(content_type)
@@ -247,8 +253,11 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, st
         _, disp = parse_options_header(cur["headers"].get("content-disposition", b""))
         name = disp.get(b"name", b"").decode("utf-8", "replace")
         fname = disp.get(b"filename")
+        fn = fname.decode("utf-8", "replace") if fname is not None else None
         if name and name not in parts:
-            parts[name] = (bytes(cur["data"]), fname.decode("utf-8", "replace") if fname is not None else None)
+            parts[name] = (bytes(cur["data"]), fn)
+        if name and every is not None:
+            every.append((name, bytes(cur["data"]), fn))
 
     callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
                  "on_header_value": on_header_value, "on_header_end": on_header_end,
@@ -277,14 +286,41 @@ async def extract_photo(request: Request, cfg: ScreenAppConfig) -> tuple[bytes, 
         fields = {k: v[0].decode("utf-8", "replace").strip() for k, v in parts.items() if k not in ("photo", "file")}
     else:
         data = body
+    check_photo(data, cfg)
+    return data, fields
+
+
+#: most photos in one upload of the web page
+MAX_PHOTOS = 20
+
+
+async def extract_photos(request: Request, cfg: ScreenAppConfig) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """Every ``photo`` file of a multipart form as ``(file name, bytes)`` (unchecked: each is checked on its own,
+    so one bad file does not stop the others) and the text fields. At most :data:`MAX_PHOTOS` photos."""
+    body = await read_body(request, MAX_PHOTOS * cfg.max_upload_bytes + _FORM_OVERHEAD)
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        return [("photo", body)], {}
+    every: list[tuple[str, bytes, str | None]] = []
+    parts = parse_multipart(body, ctype, every)
+    photos = [(fn or f"photo {i + 1}", data) for i, (name, data, fn) in enumerate(every) if name in ("photo", "file")]
+    if not photos:
+        raise UploadError(422, "no_photo", "the form has no `photo` file field")
+    if len(photos) > MAX_PHOTOS:
+        raise UploadError(413, "too_many", f"at most {MAX_PHOTOS} photos per upload")
+    fields = {k: v[0].decode("utf-8", "replace").strip() for k, v in parts.items() if k not in ("photo", "file")}
+    return photos, fields
+
+
+def check_photo(data: bytes, cfg: ScreenAppConfig) -> None:
+    """Refuse (with an :class:`UploadError`) a photo that is too large, empty or not an image by its first bytes."""
     if len(data) > cfg.max_upload_bytes:
         raise UploadError(413, "too_large", f"photo of {len(data)} bytes exceeds the {cfg.max_upload_bytes} byte limit")
     if not data:
         raise UploadError(422, "empty", "the uploaded photo is empty (0 bytes)")
     if sniff_image_type(data) is None:
         raise UploadError(415, "unsupported_type", "not a supported image: the data is not JPEG, PNG, WebP, GIF, "
-                          "BMP or TIFF (checked from its first bytes, not from the declared content type)")
-    return data, fields
+                          "BMP, TIFF or HEIC (checked from its first bytes, not from the declared content type)")
 
 
 def _age(value: str | float | None) -> float | None:
@@ -319,12 +355,16 @@ class FaceInfo(BaseModel):
 class ScreenResponse(BaseModel):
     """The screening of one photo."""
 
-    p_gs: float = Field(description="P(GS): the ensemble's probability of a genetic syndrome, 0–1")
+    p_gs: float = Field(description="P(GS): the ensemble's calibrated probability of a genetic syndrome, 0–1, at "
+                        "the training prevalence (or the one the server was started with)")
     suspected: bool | None = Field(description="p_gs >= threshold when a call was made; null when inconclusive")
     call: str = Field(description="'GS suspected — refer for genetic evaluation' or 'no GS signal'")
     threshold: float = Field(description="the model's decision threshold (chosen on validation data)")
     model_id: str
     fold_p_gs: list[float] = Field(description="P(GS) of each fold model")
+    p_gs_raw: float | None = Field(None, description="the fold models' mean P(GS) before calibration")
+    operating_point: str = Field("", description="the operating point that made the call: screening, balanced, …")
+    prevalence: float | None = Field(None, description="the prevalence P(GS) was adjusted to (None: training's)")
     flags: list[str] = Field(description="quality flag codes, e.g. several_faces, small_face, head_turned")
     flag_messages: list[str] = Field(description="the flags in words")
     face: FaceInfo
@@ -416,7 +456,9 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         resp = await call_next(request)
         resp.headers["Content-Security-Policy"] = CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with the page's own form
+        # POST, which the cross-site guard (rightly) refuses; other sites still get no referrer.
+        resp.headers["Referrer-Policy"] = "same-origin"
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
@@ -503,12 +545,32 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     def common() -> dict[str, str]:
         return {"model_id": html.escape(model.model_id), "demo_note": _demo_note(model)}
 
+    def language(request: Request, form: dict[str, str] | None = None) -> str:
+        from gsscreen.web.i18n import choose_language
+
+        return choose_language(request.query_params.get("lang") or (form or {}).get("lang"),
+                               request.headers.get("accept-language"))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
-        token_field = csrf.hidden_field() + (
-            '<label>API token <input type="password" name="token" autocomplete="off" required></label>'
-            if cfg.token else "")
-        return HTMLResponse(_page("index.html", token_field=token_field, **common()))
+    async def index(request: Request) -> HTMLResponse:
+        from gsscreen.web.result_page import render_index
+
+        return HTMLResponse(render_index(model, language(request), token_field=bool(cfg.token),
+                                         max_mb=cfg.max_upload_mb, max_photos=MAX_PHOTOS,
+                                         form_extra=csrf.hidden_field()))
+
+    @app.get("/model-card", response_class=HTMLResponse, include_in_schema=False)
+    async def model_card(request: Request) -> HTMLResponse:
+        from gsscreen.web.result_page import render_card
+
+        return HTMLResponse(render_card(model, language(request)))
+
+    @app.get("/model-card/{name}", include_in_schema=False)
+    async def model_card_figure(name: str) -> Response:
+        data = (getattr(model, "card_figures", None) or {}).get(name)
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type="image/png")
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -516,23 +578,38 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
 
     @app.post("/screen", response_class=HTMLResponse, include_in_schema=False)
     async def screen_page(request: Request) -> HTMLResponse:
-        data = None
+        # Several photos per upload: each is checked and screened on its own; one bad file becomes its row.
+        from gsscreen.web.result_page import photo_result, render_error, render_results
+
+        lang = language(request)
         try:
-            data, fields = await extract_photo(request, cfg)
+            photos, fields = await extract_photos(request, cfg)
+            lang = language(request, fields)
             if not csrf.valid(fields.get(CSRF_FIELD)):
                 raise UploadError(403, "csrf", "the form's security token is missing or out of date: reload the "
                                   "page and send the photo again")
             if not authorised(request, fields.get("token")):
                 raise UploadError(401, "unauthorized", "missing or wrong API token")
             age = _age(fields.get("age_months"))
-            heatmap = fields.get("heatmap", "on" if cfg.heatmap else "off") != "off"
-            res, _sha = await screen_bytes(data, age, heatmap, "web")
-        except Exception as exc:  # refusals and bugs alike leave an audit row and an error page
-            err = exc if isinstance(exc, UploadError) else internal_error(exc, "web", data)
-            refuse(err, "web", data)
-            return HTMLResponse(_page("error.html", status=str(err.status), detail=html.escape(err.detail),
-                                      **common()), status_code=err.status)
-        return HTMLResponse(await run_in_threadpool(_result_html, res, model))
+        except UploadError as exc:
+            refuse(exc, "web")
+            return HTMLResponse(render_error(model, lang, exc.code, n=MAX_PHOTOS), status_code=exc.status)
+        heatmap = fields.get("heatmap", "on" if cfg.heatmap else "off") != "off"
+        items, last_error = [], None
+        for name, data in photos:
+            try:
+                check_photo(data, cfg)
+                res, _sha = await screen_bytes(data, age, heatmap, "web")
+                items.append(await run_in_threadpool(photo_result, name, res, data))  # decoding: off the loop
+            except Exception as exc:  # refusals and bugs alike leave an audit row and a plain row on the page
+                err = exc if isinstance(exc, UploadError) else internal_error(exc, "web", data)
+                refuse(err, "web", data)
+                # a photo without a face is an inconclusive result shown with the photo; other problems are errors
+                items.append(photo_result(name, None, data if err.code == "no_face" else None, err.code))
+                last_error = None if err.code == "no_face" else err
+        if len(items) == 1 and last_error is not None:
+            return HTMLResponse(render_error(model, lang, last_error.code), status_code=last_error.status)
+        return HTMLResponse(await run_in_threadpool(render_results, items, model, lang))
 
     @app.exception_handler(UploadError)
     async def _upload_error(_request: Request, exc: UploadError) -> JSONResponse:
@@ -548,33 +625,6 @@ def is_screening_path(path: str) -> bool:
 
 def _json_error(exc: UploadError) -> JSONResponse:
     return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status)
-
-
-def _result_html(res: ScreenResult, model: ScreeningModel) -> str:
-    assert res.p_gs is not None
-    flags = "".join(f"<li>{html.escape(m)}</li>" for m in res.flag_messages) or \
-        '<li class="ok">no photo-quality problems found</li>'
-    heat = (f'<figure><img id="heatmap" src="data:image/png;base64,{_png_b64(res.overlay)}" '
-            'alt="Grad-CAM heatmap over the aligned face"><figcaption>Where the model looked (Grad-CAM, mean of the '
-            'fold models)</figcaption></figure>' if res.overlay is not None else "")
-    crop = (f'<figure><img id="crop" src="data:image/png;base64,{_png_b64(res.crop)}" alt="the aligned face">'
-            '<figcaption>Aligned face</figcaption></figure>' if res.crop is not None else "")
-    return _page(
-        "result.html",
-        verdict_class="suspected" if res.suspected else "clear",
-        call=html.escape(res.call),
-        p_gs=f"{res.p_gs:.3f}",
-        p_pct=f"{100 * res.p_gs:.0f}",
-        threshold=f"{res.threshold:.3f}",
-        thr_pct=f"{100 * res.threshold:.1f}",
-        folds=html.escape(", ".join(f"{p:.3f}" for p in res.fold_p_gs)),
-        flags=flags,
-        heatmap=heat,
-        crop=crop,
-        seconds=f"{res.seconds:.2f}",
-        model_id=html.escape(res.model_id),
-        demo_note=_demo_note(model),
-    )
 
 
 def serve_app(cfg: ScreenAppConfig, model: ScreeningModel) -> None:

@@ -1,0 +1,225 @@
+"""CAM specs and ensemble maps (gsscreen.explain_cam), and their faithfulness (gsscreen.explain_faith): the model
+randomisation sanity check on a small trained model, deletion/insertion curves on a model with a known answer."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gsscreen.explain import compute_cams
+from gsscreen.explain_cam import CamSpec, cam_for_pack, default_cam, ensemble_cams, model_cams
+from gsscreen.explain_faith import curve_auc, deletion_insertion, map_rank_correlation, random_maps, randomised_copy
+from gsscreen.models import create_model
+
+
+class BodyHead(nn.Module):
+    """A small GSNet-shaped CNN (``body`` then ``head``) for 32×32 inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+            nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()),
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _blob_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise images; class 1 carries a red 4×4 blob in the top-left 12×12 corner, every image two green/blue
+    distractor blobs elsewhere."""
+    x = rng.uniform(0.0, 0.35, size=(n, 3, size, size)).astype(np.float32)
+    y = rng.integers(0, 2, size=n)
+    for i in range(n):
+        for _ in range(2):
+            while True:
+                r, c = rng.integers(0, size - 4, size=2)
+                if r >= 14 or c >= 14:
+                    break
+            x[i, :, r:r + 4, c:c + 4] = 0.1
+            x[i, rng.integers(1, 3), r:r + 4, c:c + 4] = 1.0
+        if y[i]:
+            r, c = rng.integers(0, 9, size=2)
+            x[i, :, r:r + 4, c:c + 4] = 0.1
+            x[i, 0, r:r + 4, c:c + 4] = 1.0
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+@pytest.fixture(scope="module")
+def trained_blob_model() -> tuple[BodyHead, torch.Tensor]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only fight each other on a loaded machine
+    try:
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        model = BodyHead()
+        opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+        for _ in range(150):
+            xb, yb = _blob_images(32, rng)
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        x, y = _blob_images(64, rng)
+        with torch.no_grad():
+            acc = (model(x).argmax(1) == y).float().mean().item()
+        assert acc > 0.95, f"the planted model did not learn its task (accuracy {acc:.2f})"
+        yield model.eval(), x[y == 1]
+    finally:
+        torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------------------ CAM specs
+
+
+def test_cam_spec_parse_roundtrip_and_errors() -> None:
+    s = CamSpec.parse("layercam:body.2, body.4")
+    assert s == CamSpec("layercam", ("body.2", "body.4"))
+    assert CamSpec.from_dict(s.to_dict()) == s
+    assert CamSpec.from_dict({"method": "gradcam", "layers": "body.4"}).layers == ("body.4",)
+    assert s.label() == "layercam:body.2,body.4"
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        CamSpec("smoothgrad", ("body.1",))
+    with pytest.raises(ValueError, match="at least one layer"):
+        CamSpec("gradcam", ())
+    with pytest.raises(ValueError, match="METHOD:LAYER"):
+        CamSpec.parse("body.4")
+
+
+def test_defaults_and_pack_fallback() -> None:
+    assert default_cam("facenet") == CamSpec("hirescam", ("body.2", "body.4"))
+    assert default_cam("vgg16").layers == ("body.5.8",)  # conv5_3, 14×14, as the paper
+    tiny = create_model("tiny", pretrained=False)
+    assert default_cam("tiny") == CamSpec("gradcam", (tiny.spec.cam_layer,))
+    # A pack without a "cam" entry (made before packs recorded one) gets its backbone's measured default; one with
+    # it uses what it recorded.
+    assert cam_for_pack({}, tiny) == default_cam("tiny")
+    assert cam_for_pack({}, create_model("facenet", pretrained=False)) == CamSpec("hirescam", ("body.2", "body.4"))
+    assert cam_for_pack({"cam": {"method": "layercam", "layers": ["body.2"]}}, tiny).method == "layercam"
+
+
+# ------------------------------------------------------------------------------------------------ ensemble maps
+
+
+def test_gradcam_equals_compute_cams() -> None:
+    torch.manual_seed(0)
+    m = create_model("tiny", pretrained=False).eval()
+    x = torch.rand(3, 3, 64, 64)
+    ref = compute_cams(m, x, layer="body.3")
+    p, maps, flat = ensemble_cams([m], x, CamSpec("gradcam", ("body.3",)))
+    np.testing.assert_allclose(maps[0], ref.maps, atol=1e-6)
+    np.testing.assert_allclose(p[:, 0], ref.probs[:, 1], atol=1e-6)
+    assert (flat[0] == ref.flat).all()
+
+
+@pytest.mark.parametrize("layers,shared", [(("body.2", "body.3"), 5), (("body.2", "body.4"), 3), (("body.1",), 0)])
+def test_shared_body_maps_equal_each_fold_alone(layers: tuple[str, ...], shared: int) -> None:
+    """Folds that share their first stages (a pack's frozen body) get the same maps as each model run alone, with
+    the CAM layers before, across and after the shared part."""
+    torch.manual_seed(0)
+    a = create_model("tiny", pretrained=False).eval()
+    b = copy.deepcopy(a)
+    for q in b.parameters():
+        q.data.add_(torch.randn_like(q) * 0.3)
+    for i in range(shared):
+        b.body[i] = a.body[i]  # share the module objects, as a model pack does
+    x = torch.rand(4, 3, 64, 64)
+    spec = CamSpec("layercam", layers)
+    p, maps, _ = ensemble_cams([a, b], x, spec, shared_upto=shared)
+    for k, m in enumerate((a, b)):
+        pk, mk, _ = ensemble_cams([m], x, spec)
+        np.testing.assert_allclose(maps[k], mk[0], atol=1e-5)
+        np.testing.assert_allclose(p[:, k], pk[:, 0], atol=1e-6)
+    assert all(q.grad is None for q in a.parameters())
+
+
+def test_unshared_bodies_are_refused_and_layers_checked() -> None:
+    a = create_model("tiny", pretrained=False).eval()
+    b = copy.deepcopy(a)
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="do not share"):
+        ensemble_cams([a, b], x, CamSpec("gradcam", ("body.4",)), shared_upto=3)
+    with pytest.raises(ValueError, match="inside the body"):
+        ensemble_cams([a], x, CamSpec("gradcam", ("head.0",)))
+    with pytest.raises(ValueError, match="float tensor"):
+        ensemble_cams([a], torch.zeros(1, 3, 64, 64, dtype=torch.uint8), CamSpec("gradcam", ("body.4",)))
+
+
+# ------------------------------------------------------------------------------------------------ sanity check
+
+
+@pytest.mark.parametrize("spec", [CamSpec("gradcam", ("body.2",)), CamSpec("hirescam", ("body.1", "body.2"))])
+def test_model_randomisation_sanity_check(trained_blob_model, spec: CamSpec) -> None:
+    """Adebayo et al. 2018: maps must change when the trained weights are replaced by random ones. Two runs of the
+    trained model agree (rank correlation 1); the trained and a randomised model's maps must agree far less."""
+    model, pos = trained_blob_model
+    _, a, _ = model_cams(model, pos, spec)
+    _, again, _ = model_cams(model, pos, spec)
+    same = np.nanmean(map_rank_correlation(a, again))
+    assert same > 0.999
+    for seed in (1, 2):
+        rnd = randomised_copy(model, ("",), seed=seed)
+        _, b, _ = model_cams(rnd, pos, spec)
+        r = np.nanmean(map_rank_correlation(a, b))
+        assert r < 0.5, f"{spec.label()}: maps barely change under random weights (rank correlation {r:.2f})"
+    # And the trained maps find the planted evidence (top-left 12×12 corner) while the random ones do not.
+    region = np.zeros((32, 32), bool)
+    region[:14, :14] = True
+    share = np.mean([m[region].sum() / max(m.sum(), 1e-12) for m in a])
+    assert share > 0.6, share
+
+
+def test_randomised_copy_only_touches_the_prefix() -> None:
+    m = BodyHead()
+    r = randomised_copy(m, ("head.",), seed=0)
+    for (n, p), (_, q) in zip(m.named_parameters(), r.named_parameters(), strict=True):
+        assert torch.equal(p, q) == (not n.startswith("head."))
+    with pytest.raises(ValueError, match="no parameter"):
+        randomised_copy(m, ("nothing.",))
+
+
+# ------------------------------------------------------------------------------------------------ deletion/insertion
+
+
+def _corner_model(images: np.ndarray) -> np.ndarray:
+    """P(GS) = brightness of the top-left 8×8 corner's red channel (the only evidence)."""
+    return images[:, :8, :8, 0].astype(np.float64).mean(axis=(1, 2)) / 255.0
+
+
+def test_deletion_insertion_reward_the_map_that_points_at_the_evidence() -> None:
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 60, size=(6, 32, 32, 3)).astype(np.uint8)
+    imgs[:, :8, :8, 0] = 250
+    right = np.zeros((6, 32, 32))
+    right[:, :8, :8] = 1.0
+    wrong = np.zeros((6, 32, 32))
+    wrong[:, -8:, -8:] = 1.0
+    d_r, i_r = deletion_insertion(_corner_model, imgs, right, steps=8)
+    d_w, i_w = deletion_insertion(_corner_model, imgs, wrong, steps=8)
+    assert d_r.shape == (6, 9)
+    # Both start from the photo (deletion) / grey (insertion) and end at grey / the photo.
+    np.testing.assert_allclose(d_r[:, 0], _corner_model(imgs))
+    np.testing.assert_allclose(i_r[:, -1], _corner_model(imgs))
+    np.testing.assert_allclose(d_r[:, -1], 128 / 255)
+    assert curve_auc(d_r).mean() < curve_auc(d_w).mean() - 0.2
+    assert curve_auc(i_r).mean() > curve_auc(i_w).mean() + 0.2
+    rnd = random_maps(6, (32, 32), cells=4, seed=0)
+    assert curve_auc(deletion_insertion(_corner_model, imgs, rnd, steps=8)[0]).mean() > curve_auc(d_r).mean()
+
+
+def test_deletion_insertion_checks_shapes() -> None:
+    imgs = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="maps must be"):
+        deletion_insertion(_corner_model, imgs, np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="uint8"):
+        deletion_insertion(_corner_model, imgs.astype(float), np.zeros((2, 8, 8)))
+    np.testing.assert_allclose(curve_auc(np.ones((2, 5))), [1.0, 1.0])
+    assert np.isnan(map_rank_correlation(np.ones((1, 4, 4)), np.random.default_rng(0).random((1, 4, 4)))[0])
+
