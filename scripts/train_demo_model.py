@@ -191,6 +191,7 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
             per_view = []
             for v in views:
                 f = torch.from_numpy(np.stack([v[k] for k in keys]).astype(np.float16).astype(np.float32))
+                f = f.reshape(len(keys), -1, 1, 1)  # the body's output map (B, C, 1, 1), as the head receives it
                 per_view.append(torch.softmax(m.head(f)[0].float(), dim=1)[:, 1].numpy())
             fold_ps.append(np.mean(per_view, axis=0))
     p[idx] = np.mean(fold_ps, axis=0)
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cluster", type=int, default=50, help="larger clusters stay whole in training")
     ap.add_argument("--n-views", type=int, default=None, help="augmented views cached per photo (preset: 4)")
     ap.add_argument("--no-tta-flip", action="store_true", help="no mirror-image averaging (half the body passes)")
+    ap.add_argument("--score-only", action="store_true", help="reuse OUT's split and finished study: export, "
+                                                               "measure and ship only")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (1 is fastest on a busy machine)")
     ap.add_argument("--epochs", type=int, default=None, help="maximum epochs per fold (preset: 30)")
     ap.add_argument("--features", type=Path, default=None, help="stored body outputs (generalise_features.py)")
@@ -237,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    csv, held, clustered = build_split(args.data, args.out, args.seed, args.identity_threshold, args.max_cluster)
+    if args.score_only:
+        csv = args.out / "train_cohort.csv"
+        held = pd.read_csv(args.out / "holdout.csv")
+        clustered = pd.read_csv(args.out / "clusters.csv")
+    else:
+        csv, held, clustered = build_split(args.data, args.out, args.seed, args.identity_threshold, args.max_cluster)
     print(json.dumps(json.loads((args.out / "holdout_audit.json").read_text()), indent=2))
     overrides: dict = {"seed": args.seed, "train": {}}
     if args.n_views is not None:
@@ -252,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     if store:
         prefill_study_cache(store)
     t1 = time.perf_counter()
-    result = run_study(load_cohort(csv), args.out / "study", build_config("default", None, overrides))
-    print(result.summary_table().to_string())
+    if not args.score_only:
+        result = run_study(load_cohort(csv), args.out / "study", build_config("default", None, overrides))
+        print(result.summary_table().to_string())
     t_train = time.perf_counter() - t1
 
     # Exported and measured as a work copy in the run folder (the shipped path is always signature-checked);
