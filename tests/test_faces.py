@@ -279,24 +279,30 @@ def test_similarity_transform_is_the_weighted_least_squares_fit(seed: int) -> No
 def test_align_keeps_the_eyes_level_when_a_smile_lifts_one_mouth_corner(astronaut: np.ndarray,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The eyes define "level" (they count double in the fit): level eyes over a lopsided smile give a crop whose
-    eye line is closer to level than an equal-weight fit would make it."""
+    eye line is closer to level than an equal-weight fit would make it, and the crop's matrix is the weighted fit."""
+    import dataclasses
+
     import gsscreen.faces.align as align_mod
+    import gsscreen.faces.orientation as orientation_mod
 
-    lm = np.array([[200.0, 200.0], [260.0, 200.0], [230.0, 235.0], [206.0, 262.0], [254.0, 248.0]], np.float32)
-    real_detect = align_mod.detect_best
+    real_find = orientation_mod.find_upright_face
+    seen: dict[str, np.ndarray] = {}
 
-    def detect_with_these_landmarks(image: np.ndarray, cfg: AlignConfig) -> tuple:
-        found = list(real_detect(image, cfg))
-        found[1] = lm.copy()  # (detection, landmarks, box, ...): keep the real detection, swap the landmarks
-        return tuple(found)
+    def lopsided_smile(image: np.ndarray, cfg: AlignConfig):  # the real face, eyes levelled, one corner lifted
+        found = real_find(image, cfg)
+        lm = np.asarray(found.lm, dtype=np.float32).copy()
+        lm[:2, 1] = lm[:2, 1].mean()
+        lm[4, 1] -= 0.25 * float(lm[1, 0] - lm[0, 0])
+        seen["lm"] = lm
+        return dataclasses.replace(found, lm=lm)
 
-    monkeypatch.setattr(align_mod, "detect_best", detect_with_these_landmarks)
+    monkeypatch.setattr(orientation_mod, "find_upright_face", lopsided_smile)
     cfg = AlignConfig(refine=False)
     face = align_face(astronaut, cfg)
+    lm = seen["lm"].astype(float)
+    np.testing.assert_allclose(face.matrix, _weighted_ls_similarity(lm, align_mod.template(cfg),
+                                                                    align_mod.LANDMARK_WEIGHTS), atol=1e-5)
     eye_tilt = abs(math.degrees(math.atan2(*(face.landmarks[1] - face.landmarks[0])[::-1])))
-    plain = similarity_transform(lm, align_mod.template(cfg))
-    plain_lm = apply_affine(plain, lm)
+    plain_lm = apply_affine(similarity_transform(lm, align_mod.template(cfg)), lm)
     plain_tilt = abs(math.degrees(math.atan2(*(plain_lm[1] - plain_lm[0])[::-1])))
     assert eye_tilt < plain_tilt - 0.5, (eye_tilt, plain_tilt)
-    np.testing.assert_allclose(face.matrix, _weighted_ls_similarity(lm.astype(float), align_mod.template(cfg),
-                                                                    align_mod.LANDMARK_WEIGHTS), atol=1e-5)
