@@ -314,17 +314,33 @@ def test_f1_optimum_differs_from_youden_when_controls_dominate():
     assert choose_threshold(y, p, "youden") == pytest.approx(0.375)  # J = 13/17 there, 2/3 at 0.875
 
 
-def test_adjacent_doubles_stay_two_rules():
-    """Two scores one float apart: the rule between them must still call only the higher one GS."""
-    lo = 0.3
+@pytest.mark.parametrize("lo", [0.3, 0.25, 0.7])
+def test_adjacent_doubles_stay_two_rules(lo):
+    """Two scores one float apart (their midpoint rounds onto the lower one for 0.25 and 0.7, up for 0.3): the rule
+    between them must still call only the higher one GS."""
     hi = np.nextafter(lo, 1.0)
-    c = threshold_candidates(np.array([lo, hi]))
-    assert len(c) == 3
-    assert ((np.array([lo, hi]) >= c[1]) == [False, True]).all()
-    assert choose_threshold(np.array([0, 1]), np.array([lo, hi])) == c[1]
+    p = np.array([lo, hi, 0.95])
+    c = threshold_candidates(p)
+    assert len(c) == 4
+    assert ((p >= c[1]) == [False, True, True]).all()
+    assert choose_threshold(np.array([0, 1, 1]), p) == c[1]
 
 
 def test_zero_and_one_targets_are_valid():
     y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9])
     assert choose_threshold(y, p, "sensitivity@0") > 0.9  # nothing called GS meets "sensitivity >= 0"
     assert choose_threshold(y, p, "specificity@0") == pytest.approx(0.1)  # everything called GS
+
+
+def test_edge_inputs_a_caller_can_hit():
+    # one photo, integer 0/1 scores, a fixed rule on bad scores, an all-control fold, no folds at all
+    assert binary_metrics(np.array([1]), np.array([0.7]), 0.5)["recall"] == 1.0
+    assert binary_metrics(np.array([0, 1]), np.array([0, 1]), 0.5)["accuracy"] == 1.0
+    with pytest.raises(ValueError, match=r"^y_true is empty$"):
+        binary_metrics(np.array([], dtype=int), np.array([]), 0.5)
+    with pytest.raises(ValueError, match=r"^p_val must be finite"):
+        choose_threshold(np.array([0, 1]), np.array([0.1, np.nan]), "fixed_0.5")
+    controls = binary_metrics(np.array([0, 0]), np.array([0.2, 0.7]), 0.5)
+    assert controls["specificity"] == 0.5 and math.isnan(controls["recall"]) and math.isnan(controls["auc"])
+    with pytest.raises(ValueError, match="needs at least one fold"):
+        summarize_folds([])
