@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -53,16 +55,17 @@ def named_os_error(exc: OSError, path: str | Path) -> OSError:
     return type(exc)(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno else OSError(f"{path}: {exc}")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write ``data`` to ``path`` all or nothing: a temporary file in the same folder (owner-only by default),
-    then a rename. On any failure (a full disk, a read-only folder) the temporary file is removed and the error,
-    naming ``path``, is raised: no zero-byte or half-written file is left for a rerun to trust."""
+def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], None], mode: int = FILE_MODE) -> None:
+    """Run ``write(file)`` into ``path`` all or nothing: a temporary file in the same folder (owner-only by
+    default), then a rename. On any failure (a full disk, a read-only folder, an error inside ``write``) the
+    temporary file is removed and the error, naming ``path``, is raised: no zero-byte or half-written file is left
+    for a rerun to trust."""
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
         os.replace(tmp, p)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -72,3 +75,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = FILE_MODE) -> 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` all or nothing (see :func:`atomic_write_with`)."""
+    atomic_write_with(path, lambda f: f.write(data), mode)

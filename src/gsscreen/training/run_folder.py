@@ -56,10 +56,6 @@ def fold_dir(run_dir: Path, k: int) -> Path:
     return Path(run_dir) / "folds" / f"fold_{k}"
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     from gsscreen.fsperm import atomic_write_bytes, private_dir
 
@@ -236,24 +232,9 @@ def save_torch(path: Path, obj: Any) -> None:
     """``torch.save`` all or nothing, owner-only. Written through a Python file object, so a full disk is an
     ``OSError`` naming ``path`` (torch's own file writer raises a bare RuntimeError), and the temporary file is
     removed on any failure."""
-    import contextlib
+    from gsscreen.fsperm import atomic_write_with
 
-    from gsscreen.fsperm import FILE_MODE, named_os_error
-
-    tmp = _tmp(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise named_os_error(exc, path) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write_with(path, lambda f: torch.save(obj, f))
 
 
 def load_torch(path: Path) -> Any:
