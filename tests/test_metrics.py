@@ -324,6 +324,10 @@ def test_adjacent_doubles_stay_two_rules(lo):
     assert len(c) == 4
     assert ((p >= c[1]) == [False, True, True]).all()
     assert choose_threshold(np.array([0, 1, 1]), p) == c[1]
+    # the same pair above a lower score: the rule between them is the third candidate
+    p2 = np.array([0.01, lo, hi])
+    c2 = threshold_candidates(p2)
+    assert ((p2 >= c2[2]) == [False, False, True]).all()
 
 
 def test_zero_and_one_targets_are_valid():
@@ -342,5 +346,7 @@ def test_edge_inputs_a_caller_can_hit():
         choose_threshold(np.array([0, 1]), np.array([0.1, np.nan]), "fixed_0.5")
     controls = binary_metrics(np.array([0, 0]), np.array([0.2, 0.7]), 0.5)
     assert controls["specificity"] == 0.5 and math.isnan(controls["recall"]) and math.isnan(controls["auc"])
-    with pytest.raises(ValueError, match="needs at least one fold"):
+    with pytest.raises(ValueError, match=r"^summarize_folds needs at least one fold's metrics$"):
         summarize_folds([])
+    with pytest.raises(ValueError, match=r"^y_pred must contain only 0 \(control\) and 1 \(GS\); found 2"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 2]))
