@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from planted_blob import train_on_blobs
 from torch import nn
 
 from gsscreen import explain
@@ -141,26 +142,6 @@ def test_masked_model_cam_lies_in_its_patch(patch: tuple[int, int, int, int]) ->
         assert on_face_share(m, grown) == pytest.approx(1.0)
 
 
-def _blob_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise images; class 1 has a red 4x4 blob somewhere in the top-left 12x12 region; every image carries two
-    green or blue 4x4 blobs of the same brightness anywhere else (distractors the CAM must ignore)."""
-    x = rng.uniform(0.0, 0.35, size=(n, 3, size, size)).astype(np.float32)
-    y = rng.integers(0, 2, size=n)
-    for i in range(n):
-        for _ in range(2):
-            while True:
-                r, c = rng.integers(0, size - 4, size=2)
-                if r >= 14 or c >= 14:  # keep distractors out of the target region
-                    break
-            x[i, :, r : r + 4, c : c + 4] = 0.1
-            x[i, rng.integers(1, 3), r : r + 4, c : c + 4] = 1.0
-        if y[i]:
-            r, c = rng.integers(0, 9, size=2)
-            x[i, :, r : r + 4, c : c + 4] = 0.1
-            x[i, 0, r : r + 4, c : c + 4] = 1.0
-    return torch.from_numpy(x), torch.from_numpy(y)
-
-
 @pytest.fixture
 def one_thread():
     # Tiny tensors: on a shared, loaded machine extra intra-op threads only fight each other (measured 2.5 s
@@ -189,18 +170,7 @@ def test_trained_model_cam_finds_the_planted_blob(one_thread: None, seed: int = 
         nn.Flatten(),
         nn.Linear(16, 2),
     )
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(150):
-        xb, yb = _blob_images(32, rng)
-        loss = nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    x, y = _blob_images(64, rng)
-    with torch.no_grad():
-        acc = (model(x).argmax(1) == y).float().mean().item()
-    assert acc > 0.95, f"the planted model did not learn its task (accuracy {acc:.2f})"
-    pos = x[y == 1]
+    pos = train_on_blobs(model, rng)
     res = compute_cams(model, pos, layer="5")  # the last ReLU: its output is what the pooled head reads
     assert not res.flat.any()  # (an empty map's argmax would be pixel (0, 0), inside the region)
     maps = res.maps

@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from planted_blob import train_on_blobs
 from torch import nn
 
 from gsscreen.explain import compute_cams
@@ -32,26 +33,6 @@ class BodyHead(nn.Module):
         return self.head(self.body(x))
 
 
-def _blob_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise images; class 1 carries a red 4×4 blob in the top-left 12×12 corner, every image two green/blue
-    distractor blobs elsewhere."""
-    x = rng.uniform(0.0, 0.35, size=(n, 3, size, size)).astype(np.float32)
-    y = rng.integers(0, 2, size=n)
-    for i in range(n):
-        for _ in range(2):
-            while True:
-                r, c = rng.integers(0, size - 4, size=2)
-                if r >= 14 or c >= 14:
-                    break
-            x[i, :, r:r + 4, c:c + 4] = 0.1
-            x[i, rng.integers(1, 3), r:r + 4, c:c + 4] = 1.0
-        if y[i]:
-            r, c = rng.integers(0, 9, size=2)
-            x[i, :, r:r + 4, c:c + 4] = 0.1
-            x[i, 0, r:r + 4, c:c + 4] = 1.0
-    return torch.from_numpy(x), torch.from_numpy(y)
-
-
 @pytest.fixture(scope="module")
 def trained_blob_model() -> tuple[BodyHead, torch.Tensor]:
     before = torch.get_num_threads()
@@ -60,18 +41,8 @@ def trained_blob_model() -> tuple[BodyHead, torch.Tensor]:
         torch.manual_seed(0)
         rng = np.random.default_rng(0)
         model = BodyHead()
-        opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-        for _ in range(150):
-            xb, yb = _blob_images(32, rng)
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        x, y = _blob_images(64, rng)
-        with torch.no_grad():
-            acc = (model(x).argmax(1) == y).float().mean().item()
-        assert acc > 0.95, f"the planted model did not learn its task (accuracy {acc:.2f})"
-        yield model.eval(), x[y == 1]
+        pos = train_on_blobs(model, rng)
+        yield model.eval(), pos
     finally:
         torch.set_num_threads(before)
 
