@@ -87,34 +87,33 @@ def _crypto() -> Any:
     return serialization, ed25519, InvalidSignature
 
 
-def load_private_key(path: str | Path) -> Any:
-    """An Ed25519 private key from a PEM file (PKCS#8, unencrypted)."""
+def _load_key(path: str | Path, private: bool) -> Any:
+    """An Ed25519 key (private: PKCS#8, unencrypted; else public) from a PEM file; a wrong file names itself."""
     serialization, ed25519, _ = _crypto()
     p = Path(path).expanduser()
+    kind = "private" if private else "public"
     try:
-        key = serialization.load_pem_private_key(p.read_bytes(), password=None)
+        data = p.read_bytes()
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
     except OSError:
         raise
     except (ValueError, TypeError) as exc:
-        raise PackIntegrityError(f"{p}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise PackIntegrityError(f"{p}: not an Ed25519 private key")
+        what = "an unencrypted PEM private key" if private else "a PEM public key"
+        raise PackIntegrityError(f"{p}: not {what} ({exc})") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey):
+        raise PackIntegrityError(f"{p}: not an Ed25519 {kind} key")
     return key
+
+
+def load_private_key(path: str | Path) -> Any:
+    """An Ed25519 private key from a PEM file (PKCS#8, unencrypted)."""
+    return _load_key(path, private=True)
 
 
 def load_public_key(path: str | Path) -> Any:
     """An Ed25519 public key from a PEM file."""
-    serialization, ed25519, _ = _crypto()
-    p = Path(path).expanduser()
-    try:
-        key = serialization.load_pem_public_key(p.read_bytes())
-    except OSError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise PackIntegrityError(f"{p}: not a PEM public key ({exc})") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise PackIntegrityError(f"{p}: not an Ed25519 public key")
-    return key
+    return _load_key(path, private=False)
 
 
 def key_id(public_key: Any) -> str:
