@@ -194,9 +194,9 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
                 f = f.reshape(len(keys), -1, 1, 1)  # the body's output map (B, C, 1, 1), as the head receives it
                 per_view.append(torch.softmax(m.head(f)[0].float(), dim=1)[:, 1].numpy())
             fold_ps.append(np.mean(per_view, axis=0))
-    # The pack's own decision rule turns the ensemble's raw mean into P(GS) (its calibration map, when it has one),
-    # so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
-    p[idx] = [model.decision.probability(float(v)) for v in np.mean(fold_ps, axis=0)]
+    # The pack's own decision rule turns the fold models' raw P(GS) into P(GS) (its calibration map, when it has
+    # one), so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
+    p[idx] = [model.decision.ensemble_probability(col) for col in np.stack(fold_ps, axis=1)]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
     sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
     diffs = []
