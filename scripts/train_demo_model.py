@@ -230,8 +230,8 @@ def score_crops(model, held: pd.DataFrame, clustered: pd.DataFrame, n_check: int
         c, ok, fail = load_crops([crop_of[held["image"].iloc[i]] for i in part], model.input_size)
         if fail:
             raise SystemExit(f"cannot read crops: {fail[:3]}")
-        raw = model.predict_tensor(c[: len(ok)].float().div(255.0)).mean(axis=1)
-        p[[part[j] for j in ok]] = [model.decision.probability(float(v)) for v in raw]
+        fold_p = model.predict_tensor(c[: len(ok)].float().div(255.0))  # (B, K) per-fold P(GS)
+        p[[part[j] for j in ok]] = [model.decision.ensemble_probability(row) for row in fold_p]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
     sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
     diffs = []
