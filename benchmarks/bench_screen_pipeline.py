@@ -85,6 +85,8 @@ def main() -> None:
     args = ap.parse_args()
 
     py = sys.executable
+    load0 = os.getloadavg()
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     folder = photo_folder(args.data, args.n, args.out / "photos")
     model = ["--model", args.model] if args.model else []
     res: dict[str, float] = {}
@@ -100,6 +102,7 @@ def main() -> None:
     r = subprocess.run([py, "-c", _FORWARD, args.model or "-", str(args.out / "align" / "crops"), str(args.batch)],
                        env={**os.environ, "PYTHONPATH": str(REPO_SRC)}, capture_output=True, text=True, check=True)
     res["forward"] = json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+    print(f"  align: {res['align']:.1f} s, forward: {res['forward']:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
     warm = args.out / "cache_screen"
     _run([py, "-m", "gsscreen", "screen", str(next(folder.iterdir())), *model, "-o", str(fresh("first")),
           "--no-heatmap"], REPO_SRC, warm)  # the one-time export of the ONNX body into the cache
@@ -114,9 +117,12 @@ def main() -> None:
         # screening keeps no face cache; its cache holds the one-time ONNX export (made before timing, below)
         res[name] = _run([py, "-m", "gsscreen", "screen", str(folder), *model, "-o", str(fresh(name)), *extra], src,
                          warm)
+        print(f"  {name}: {res[name]:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
     n = args.n
     bound = res["align"] + res["forward"]
-    print(f"{n} ds-kaggle photos, batch {args.batch}, load {os.getloadavg()[0]:.1f} (1-min average at the end)")
+    load1 = os.getloadavg()
+    print(f"{n} ds-kaggle photos, batch {args.batch}; load average at start {load0[0]:.2f}, at the end "
+          f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (1/5/15 min)")
     for k, v in res.items():
         print(f"  {k:<16} {v:8.1f} s  {n / v:6.1f} photos/s")
     print(f"screen (no heatmap) vs its bound (align + forward = {bound:.1f} s): {bound / res['screen']:.0%} "
@@ -125,7 +131,8 @@ def main() -> None:
         print(f"speed-up without heatmaps: {res['old'] / res['screen']:.2f}x (old {res['old']:.1f} s)")
     if "old_heatmap" in res:
         print(f"speed-up with heatmaps: {res['old_heatmap'] / res['screen_heatmap']:.2f}x (goal >= 2x)")
-    (args.out / "result.json").write_text(json.dumps({"n": n, "batch": args.batch, **res}, indent=2))
+    (args.out / "result.json").write_text(json.dumps({"n": n, "batch": args.batch, "load_start": load0,
+                                                     "load_end": load1, **res}, indent=2))
 
 
 if __name__ == "__main__":
