@@ -276,13 +276,18 @@ def region_bars(deltas: Mapping[str, float], path: str | Path | None = None, tit
     return data
 
 
-def pack_regions(model: Any, batch: Sequence[Any]) -> list[dict[str, float] | None]:
+def pack_regions(model: Any, batch: Sequence[Any],
+                 plain: Callable[[], np.ndarray] | None = None) -> list[dict[str, float] | None]:
     """Region deltas for prepared photos of :class:`gsscreen.screening.ScreeningModel` (``model_input``
     ``(S, S, 3)`` uint8 and ``landmarks`` in crop pixels): the fold models' mean P(GS) of the plain view, for the
-    photo and each occluded copy, all in one forward. A photo without landmarks gets None."""
+    photo and each occluded copy, all in one forward. A photo without landmarks gets None.
+
+    ``plain``: when given, returns the fold-mean P(GS) of every photo's unoccluded view ``(len(batch),)`` (e.g. from
+    the CAM's own forward pass); it is called after the occluded views ran and that view is not run again."""
     import torch
 
     views, idx = [], []
+    first = 0 if plain is None else 1
     for i, prep in enumerate(batch):
         lm = getattr(prep, "landmarks", None)
         if lm is None:
@@ -290,7 +295,8 @@ def pack_regions(model: Any, batch: Sequence[Any]) -> list[dict[str, float] | No
         img = np.asarray(prep.model_input)
         scale = img.shape[0] / np.asarray(prep.crop).shape[0]
         try:
-            views.append(occluded_views(img, region_masks(np.asarray(lm, dtype=np.float64) * scale, img.shape[:2])))
+            views.append(occluded_views(img, region_masks(np.asarray(lm, dtype=np.float64) * scale,
+                                                          img.shape[:2]))[first:])
         except ValueError:
             continue  # degenerate landmarks: no regions for this photo, the screening goes on
         idx.append(i)
@@ -298,7 +304,10 @@ def pack_regions(model: Any, batch: Sequence[Any]) -> list[dict[str, float] | No
     if not views:
         return out
     x = torch.from_numpy(np.concatenate(views)).permute(0, 3, 1, 2).float().div_(255.0)
-    p = model.predict_tensor_views(x).mean(axis=1).reshape(len(idx), 1 + len(REGIONS))
+    p = model.predict_tensor_views(x).mean(axis=1).reshape(len(idx), 1 + len(REGIONS) - first)
+    if plain is not None:
+        p0 = np.asarray(plain(), dtype=np.float64)
+        p = np.concatenate([p0[idx][:, None], p], axis=1)
     for i, pi in zip(idx, p, strict=True):
         out[i] = {r: round(float(pi[0] - pi[k]), 4) for k, r in enumerate(REGIONS, start=1)}
     return out

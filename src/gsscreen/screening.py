@@ -481,13 +481,27 @@ class ScreeningModel:
             # Facial-region attributions beside the heatmap: one forward of every occluded view (6 per photo, as
             # much work as the CAM's backward passes). On ONNX Runtime they run on a second thread while torch
             # computes the CAM (both release the GIL), so a free core halves the wait.
+            # Without mirror averaging the CAM's P(GS) is that of the plain view, so the side thread waits for it
+            # instead of running the unoccluded view again.
+            from concurrent.futures import Future
+
             from gsscreen.explain_regions import pack_regions
 
-            side = _side_thread().submit(pack_regions, self, batch) if self._regions_beside_cam() else None
+            side = plain = None
+            if self._regions_beside_cam():
+                plain = None if self.tta_flip else Future()
+                side = _side_thread().submit(pack_regions, self, batch, None if plain is None else plain.result)
             try:
                 p, maps, flat = self.explain_tensor(x)
-            finally:
-                regions = side.result() if side is not None else pack_regions(self, batch)
+            except BaseException as exc:
+                if plain is not None:
+                    plain.set_exception(exc)
+                if side is not None:
+                    side.exception()  # the side thread is done with this batch before the error goes up
+                raise
+            if plain is not None:
+                plain.set_result(p.mean(axis=1))
+            regions = side.result() if side is not None else pack_regions(self, batch)
         else:
             p, maps, flat = self.predict_tensor(x), None, None
         share = (time.perf_counter() - t0) / len(batch)
