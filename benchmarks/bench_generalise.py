@@ -138,11 +138,38 @@ def evaluate(name: str, make: Callable[[float], Callable], grid: list[float], fe
             "utk_fpr": float((p_he[~ds] >= thr).mean()), "cpu_s": cpu, "C": best[1], "oof_auc": float(best[0])}
 
 
+def study_wall_s(run: Path) -> float:
+    """Wall seconds between the first and last line of ``RUN/study/study.log`` (runs from before the training script
+    recorded its CPU time); NaN without the log."""
+    import datetime as dt
+
+    log = run / "study" / "study.log"
+    if not log.is_file():
+        return float("nan")
+    stamps = [ln[:23] for ln in log.read_text(errors="replace").splitlines() if ln[:4].isdigit()]
+    t = [dt.datetime.strptime(x, "%Y-%m-%d %H:%M:%S,%f") for x in (stamps[0], stamps[-1])] if stamps else []
+    return (t[1] - t[0]).total_seconds() if t else float("nan")
+
+
+def run_label(m: dict, run: Path) -> str:
+    """A table label for a ``train_demo_model.py`` run from its ``holdout_metrics.json``."""
+    c = m.get("study_config", {})
+    body = (f"last {c['unfreeze_stages']} FaceNet stages fine-tuned" if c.get("unfreeze_stages")
+            else "frozen FaceNet")
+    views = f"{c.get('n_views', 0)} augmented views" + (f" (colour jitter {c['color_jitter']})"
+                                                         if c.get("n_views") and "color_jitter" in c else "")
+    folds = "best fold" if c.get("export_folds") == "best" else "5-fold ensemble"
+    flip = ", flip TTA" if c.get("tta_flip") else ""
+    return f"study conv head, {body}, {views}{flip}, {folds} [{run.name}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("/work/artifacts/model/demo_run"))
     ap.add_argument("--features", type=Path, default=Path("/work/artifacts/model"))
     ap.add_argument("--out", type=Path, default=Path("/work/artifacts/model/bench_generalise"))
+    ap.add_argument("--runs", type=Path, nargs="*", default=[],
+                    help="more train_demo_model.py run folders (same split: --split-from RUN) to list beside RUN")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reuse", action="store_true", help="keep the variant rows of OUT/results.csv (same split) and "
                                                           "only refresh the shipped model's row")
@@ -204,15 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         skipped.append("dlib ResNet descriptor and the FaceNet + dlib ensemble: dlib descriptors not computed (CPU)")
 
-    metrics_path = args.run / "holdout_metrics.json"
-    if metrics_path.is_file():
+    for i, run in enumerate([args.run, *args.runs]):
+        metrics_path = run / "holdout_metrics.json"
+        if not metrics_path.is_file():
+            skipped.append(f"{run}: no holdout_metrics.json (train_demo_model.py has not finished there)")
+            continue
         m = json.loads(metrics_path.read_text())
-        rows.insert(0, {"variant": "shipped: study conv head on frozen FaceNet, 5-fold ensemble",
+        if i == 0 and args.reuse:
+            rows = [r for r in rows if not str(r["variant"]).startswith(("study", "shipped"))]
+        rows.insert(i, {"variant": ("shipped: " if i == 0 else "") + run_label(m, run),
                         "holdout_auc": m["ds_kaggle_holdout"]["auc"],
                         "sens_at_spec_0.95": m["ds_kaggle_holdout_sensitivity_at_specificity_0.95"],
                         "sens_at_threshold": m["ds_kaggle_holdout"]["recall"],
                         "spec_at_threshold": m["ds_kaggle_holdout"]["specificity"],
-                        "utk_fpr": m["utk_holdout_false_positive_rate"], "cpu_s": 60 * m["train_wall_min"],
+                        "utk_fpr": m["utk_holdout_false_positive_rate"],
+                        "cpu_s": m.get("train_cpu_s") or study_wall_s(run),
                         "C": None, "oof_auc": None})
     (args.out / "skipped.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "skipped.json").write_text(json.dumps(skipped))

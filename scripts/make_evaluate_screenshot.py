@@ -1,8 +1,11 @@
 """Make ``docs/evaluate_report.png``: parts of a ``gsscreen evaluate`` report (flow, accuracy with CIs, calibration,
 decision curve, subgroups) in headless Chromium.
 
-The evaluation report holds no photo of a face (no Grad-CAM gallery), and only its numeric sections are captured:
-nothing from ``../shared/data`` reaches the picture. Run from the repository root after ``gsscreen evaluate``:
+The evaluation report holds no Grad-CAM gallery, and only its numeric sections are captured. Photos of children
+from ``../shared/data`` must never reach ``docs/`` (eyes covered or not), so before the capture every picture that
+could hold a photo is removed from the page: any ``<img>`` that is not an SVG drawing, any SVG that embeds a raster
+``<image>``, and ``<canvas>``/``<video>``/``<picture>``/CSS background images; the number removed is printed.
+Run from the repository root after ``gsscreen evaluate``:
 
     .venv/bin/python scripts/make_evaluate_screenshot.py EVAL_DIR [-o docs/evaluate_report.png]
 """
@@ -18,6 +21,31 @@ from PIL import Image
 from gsscreen.web.local_server import launch_chromium
 
 SECTIONS = ("cohort", "evaluation", "subgroups")
+
+# Runs in the page: removes every element that could show a photo and returns how many were removed. A figure the
+# report draws (flow, reliability, decision curve) is an SVG data URI without an embedded <image>; anything else
+# is a raster or may hold one.
+HIDE_PHOTOS_JS = """() => {
+  let n = 0;
+  const drop = el => { el.remove(); n += 1; };
+  const svgHasRaster = src => {
+    try {
+      const body = src.includes(';base64,') ? atob(src.split(';base64,')[1])
+                                             : decodeURIComponent(src.split(',').slice(1).join(','));
+      return /<image[\\s>]/i.test(body) || /data:image\\/(png|jpe?g|gif|webp)/i.test(body);
+    } catch (e) { return true; }
+  };
+  document.querySelectorAll('img').forEach(img => {
+    const src = img.getAttribute('src') || '';
+    if (!src.startsWith('data:image/svg+xml') || svgHasRaster(src)) drop(img);
+  });
+  document.querySelectorAll('svg image, canvas, video, picture, object, embed, iframe').forEach(drop);
+  document.querySelectorAll('*').forEach(el => {
+    const bg = getComputedStyle(el).backgroundImage;
+    if (bg && bg !== 'none') { el.style.backgroundImage = 'none'; n += 1; }
+  });
+  return n;
+}"""
 
 
 def main() -> None:
@@ -35,6 +63,10 @@ def main() -> None:
         browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": args.width, "height": 1200})
         page.goto(report.as_uri())
+        removed = page.evaluate(HIDE_PHOTOS_JS)
+        # Folded lists (the left-out photos by file name) stay folded: the picture shows the counts, not the lists.
+        page.evaluate("() => document.querySelectorAll('details[open]').forEach(d => d.removeAttribute('open'))")
+        print(f"{removed} picture(s) that could show a photo removed before the capture")
         for sid in SECTIONS:
             el = page.query_selector(f"section#{sid}")
             if el is None:

@@ -137,7 +137,9 @@ def prefill_study_cache(store: Store) -> None:
     original = D.FeatureCache.build
 
     def build(self, prefix, crops, augment_cfg, device, batch_size=32, autocast=False, progress=None):  # type: ignore[no-untyped-def]
-        if self.spec.n_views == 0:
+        # Only the whole frozen body's output (feat_shape (512, 1, 1)) can come from the store, not a fine-tuning
+        # prefix's.
+        if self.spec.n_views == 0 and int(np.prod(self.spec.feat_shape)) == 512:
             parts = [store["facenet"]] + ([store["facenet_flip"]] if self.spec.tta_flip else [])
             rows = [int(r) for r in np.flatnonzero(~self.done) if all(self.keys[r] in q for q in parts)]
             for r in rows:
@@ -169,6 +171,9 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
     rows = []
     check: dict[str, float] = {}
     views = [store["facenet"]] + ([store["facenet_flip"]] if model.tta_flip else []) if store else []
+    if int(model.info.get("unfreeze_from", 0)) < len(model.base.body):
+        # Fine-tuned body stages: stored body outputs do not apply; run the pack on the aligned crops instead.
+        return score_crops(model, held, clustered, n_check, seed)
     if not views or not all(views):
         for img, label, subset in zip(held["image"], held["label"], held["set"], strict=True):
             r = model.screen_file(img, heatmap=False)
@@ -194,9 +199,9 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
                 f = f.reshape(len(keys), -1, 1, 1)  # the body's output map (B, C, 1, 1), as the head receives it
                 per_view.append(torch.softmax(m.head(f)[0].float(), dim=1)[:, 1].numpy())
             fold_ps.append(np.mean(per_view, axis=0))
-    # The pack's own decision rule turns the ensemble's raw mean into P(GS) (its calibration map, when it has one),
-    # so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
-    p[idx] = [model.decision.probability(float(v)) for v in np.mean(fold_ps, axis=0)]
+    # The pack's own decision rule turns the fold models' raw P(GS) into P(GS) (its calibration map, when it has
+    # one), so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
+    p[idx] = [model.decision.ensemble_probability(col) for col in np.stack(fold_ps, axis=1)]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
     sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
     diffs = []
@@ -206,6 +211,36 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
             diffs.append(abs(float(r.p_gs) - p[i]))
     check = {"n_checked_end_to_end": len(diffs), "max_abs_diff_p_gs": float(max(diffs)) if diffs else None}
     return out, check
+
+
+def score_crops(model, held: pd.DataFrame, clustered: pd.DataFrame, n_check: int,  # type: ignore[no-untyped-def]
+                seed: int, batch: int = 32) -> tuple[pd.DataFrame, dict[str, float]]:
+    """P(GS) of every held-out photo from the pack run on its aligned crop (``ScreeningModel.predict_tensor``: the
+    same network, mirror averaging and calibration as screening, minus decoding and face detection), checked
+    against end-to-end ``screen_file`` on ``n_check`` of them."""
+
+    from gsscreen.training.data import load_crops
+
+    crop_of = dict(zip(clustered["image"], clustered["crop"], strict=True))
+    idx = [i for i, img in enumerate(held["image"])
+           if isinstance(crop_of.get(img), str) and Path(crop_of[img]).is_file()]
+    p = np.full(len(held), np.nan)
+    for start in range(0, len(idx), batch):
+        part = idx[start : start + batch]
+        c, ok, fail = load_crops([crop_of[held["image"].iloc[i]] for i in part], model.input_size)
+        if fail:
+            raise SystemExit(f"cannot read crops: {fail[:3]}")
+        fold_p = model.predict_tensor(c[: len(ok)].float().div(255.0))  # (B, K) per-fold P(GS)
+        p[[part[j] for j in ok]] = [model.decision.ensemble_probability(row) for row in fold_p]
+    out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
+    sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
+    diffs = []
+    for i in sample:
+        r = model.screen_file(held["image"].iloc[i], heatmap=False)
+        if r.p_gs is not None:
+            diffs.append(abs(float(r.p_gs) - p[i]))
+    return out, {"n_checked_end_to_end": len(diffs), "max_abs_diff_p_gs": float(max(diffs)) if diffs else None,
+                 "via_crops": True}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cluster", type=int, default=50, help="larger clusters stay whole in training")
     ap.add_argument("--n-views", type=int, default=None, help="augmented views cached per photo (preset: 4)")
     ap.add_argument("--no-tta-flip", action="store_true", help="no mirror-image averaging (half the body passes)")
+    ap.add_argument("--split-from", type=Path, default=None,
+                    help="reuse the split of an earlier run folder (its clusters.csv, holdout.csv, train_cohort.csv, "
+                         "holdout_audit.json) so variants are trained and measured on the same sides")
+    ap.add_argument("--unfreeze-stages", type=int, default=None,
+                    help="fine-tune the last N FaceNet body stages (train.finetune.unfreeze_stages; preset: 0)")
+    ap.add_argument("--color-jitter", type=float, default=None, help="augment.color_jitter (preset: 0.4)")
+    ap.add_argument("--export-folds", choices=("all", "best"), default="all",
+                    help="ensemble of every fold model, or the fold with the best validation AUC (smaller pack)")
+    ap.add_argument("--weights-dtype", choices=("float32", "float16"), default="float32",
+                    help="storage type of the trained tensors in the pack (float16: half the size)")
     ap.add_argument("--score-only", action="store_true", help="reuse OUT's split and finished study: export, "
                                                                "measure and ship only")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (1 is fastest on a busy machine)")
@@ -242,7 +287,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if args.score_only:
+    if args.split_from is not None and not args.score_only:
+        import shutil
+
+        for name in ("clusters.csv", "holdout.csv", "train_cohort.csv", "holdout_audit.json"):
+            shutil.copyfile(args.split_from / name, args.out / name)
+    if args.score_only or args.split_from is not None:
         csv = args.out / "train_cohort.csv"
         held = pd.read_csv(args.out / "holdout.csv")
         clustered = pd.read_csv(args.out / "clusters.csv")
@@ -258,21 +308,28 @@ def main(argv: list[str] | None = None) -> int:
         overrides["train"]["epochs"] = args.epochs
     if args.threads:
         overrides["threads"] = args.threads
+    if args.unfreeze_stages is not None:
+        overrides["train"]["finetune"] = {"unfreeze_stages": args.unfreeze_stages}
+    if args.color_jitter is not None:
+        overrides["augment"] = {"color_jitter": args.color_jitter}
     store = feature_store(args.features) if args.features else None
     if store:
         prefill_study_cache(store)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     if not args.score_only:
         result = run_study(load_cohort(csv), args.out / "study", build_config("default", None, overrides))
         print(result.summary_table().to_string())
-    t_train = time.perf_counter() - t1
+    t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
+    if args.score_only and (args.out / "holdout_metrics.json").is_file():  # keep the study's own cost
+        c_train = json.loads((args.out / "holdout_metrics.json").read_text()).get("train_cpu_s", c_train)
 
     # Exported and measured as a work copy in the run folder (the shipped path is always signature-checked);
     # copied to --pack and signed at the end.
     work = args.out / "demo_model.gss"
     export_model_pack(
         args.out / "study", work,
-        ExportConfig(folds="all", demo=True, name="gsscreen-demo-down-syndrome",
+        ExportConfig(folds=args.export_folds, demo=True, name="gsscreen-demo-down-syndrome",
+                     weights_dtype=args.weights_dtype,
                      description="Down syndrome vs healthy (web-collected photos); a demonstration"),
     )
     from gsscreen.modelpack import load_model_pack
@@ -307,13 +364,20 @@ def main(argv: list[str] | None = None) -> int:
         "utk_holdout_called_gs": int((utk["p_gs"] >= model.threshold).sum()),
         "utk_holdout_n": len(utk),
         "no_face": int(scored["p_gs"].isna().sum()),
-        "scoring": ("pack fold heads on stored FaceNet body outputs of the held-out crops" if check
+        "scoring": (("pack fold models (ScreeningModel.predict_tensor) on the held-out aligned crops"
+                     if check.pop("via_crops", False) else
+                     "pack fold heads on stored FaceNet body outputs of the held-out crops") if check
                     else "ScreeningModel.screen_file on every held-out photo"),
         "end_to_end_check": check,
         "study_config": {"n_views": overrides["train"].get("n_views", 4),
-                         "tta_flip": not args.no_tta_flip},
+                         "tta_flip": not args.no_tta_flip,
+                         "unfreeze_stages": args.unfreeze_stages or 0,
+                         "color_jitter": 0.4 if args.color_jitter is None else args.color_jitter,
+                         "export_folds": args.export_folds, "weights_dtype": args.weights_dtype},
         "audit": json.loads((args.out / "holdout_audit.json").read_text()),
         "train_wall_min": t_train / 60,
+        # CPU seconds of the study (this process: feature caching, the folds, the baseline); 0 with --score-only.
+        "train_cpu_s": c_train,
         "total_wall_min": (time.perf_counter() - t0) / 60,
         "score_s_per_photo": t_screen / max(len(scored), 1),
         "pack_bytes": work.stat().st_size,
@@ -326,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     note = holdout_note(out)
     export_model_pack(
         args.out / "study", work,
-        ExportConfig(folds="all", demo=True, name="gsscreen-demo-down-syndrome",
+        ExportConfig(folds=args.export_folds, demo=True, name="gsscreen-demo-down-syndrome",
+                     weights_dtype=args.weights_dtype,
                      description="Down syndrome vs healthy (web-collected photos); a demonstration",
                      holdout_note=note),
     )
@@ -374,8 +439,8 @@ def holdout_note(m: dict) -> str:
     s_lo, s_hi = wilson(int(h["tp"]), int(h["tp"] + h["fn"]))
     u_k, u_n = m["utk_holdout_called_gs"], m["utk_holdout_n"]
     check = m.get("end_to_end_check") or {}
-    scored = ("Each held-out photo was scored by this pack's own fold models on the FaceNet features of its aligned "
-              "crop (the crop and network screening uses)"
+    scored = ("Each held-out photo was scored by this pack's own fold models on its aligned crop (the crop and "
+              "network screening uses)"
               + (f"; {check['n_checked_end_to_end']} of them were also screened end to end with `gsscreen screen`'s "
                  f"code, largest difference in P(GS) {check['max_abs_diff_p_gs']:.1e}."
                  if check.get("n_checked_end_to_end") else ".")

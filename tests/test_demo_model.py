@@ -101,3 +101,37 @@ def test_holdout_note_reaches_both_cards(tmp_path):
     assert text.split(script.CARD_START)[1].split(script.CARD_END)[0].strip() == note.strip()
     lo, hi = script.wilson(40, 50)
     assert lo < 0.8 < hi
+
+
+def test_fine_tuned_pack_is_scored_on_its_crops(tmp_path):
+    """A pack with fine-tuned body stages is scored on each held-out photo's aligned crop, batched exactly as one
+    photo at a time through the pack (mirror averaging, fold mean, the pack's own calibration); a photo without a
+    crop stays unscored and says why."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    from PIL import Image
+    from screen_support import fabricate_run
+
+    from gsscreen.modelpack import export_model_pack, load_model_pack
+
+    script = _script()
+    pack = export_model_pack(fabricate_run(tmp_path / "run", folds=3, unfreeze_from=4), tmp_path / "m.gss")
+    model = load_model_pack(pack)
+    rng = np.random.default_rng(0)
+    crops = []
+    for i in range(5):
+        crops.append(str(tmp_path / f"crop{i}.png"))
+        Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(crops[-1])
+    held = pd.DataFrame({"image": [f"photo{i}.jpg" for i in range(6)], "label": ["GS", "control"] * 3,
+                         "set": "ds-kaggle"})
+    clustered = pd.DataFrame({"image": held["image"], "crop": [*crops, float("nan")]})
+    out, check = script.score_crops(model, held, clustered, n_check=0, seed=0, batch=2)
+    assert out["p_gs"].iloc[:5].notna().all() and np.isnan(out["p_gs"].iloc[5])
+    assert out["problem"].iloc[5] == "no aligned crop"
+    assert check["n_checked_end_to_end"] == 0
+    for i in (0, 3):
+        x = torch.from_numpy(np.array(Image.open(crops[i]).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR,
+                                                                                     reducing_gap=None)))
+        fold_p = model.predict_tensor(x.permute(2, 0, 1)[None].float().div(255.0))[0]
+        assert out["p_gs"].iloc[i] == pytest.approx(model.decision.ensemble_probability(fold_p), abs=1e-6)

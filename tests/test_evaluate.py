@@ -54,6 +54,13 @@ def test_evaluate_writes_predictions_metrics_and_report(tmp_path: Path, astronau
     # every cohort photo is either analysed or left out with a reason
     assert len(pred) + len(fails) == 7 and "blank.jpg" in " ".join(fails["file"].astype(str))
     assert set(pred["fold"]) == {0} and pred["p_gs"].between(0, 1).all()
+    # paths relative to the cohort CSV, as in a study's run folder, and they resolve to the photos
+    from gsscreen.training.run_folder import photo_path
+
+    written = set(pd.read_csv(csv)["image"])
+    for table in (pred, pd.read_csv(out / "splits.csv")):
+        assert set(table["photo"]) <= written
+        assert all(photo_path(out, ph) == (csv.parent / ph).resolve() for ph in table["photo"])
     thr = json.loads((out / "config.json").read_text())["evaluation"]["threshold"]
     assert ((pred["p_gs"] >= thr) == (pred["call"] == "GS")).all()
     m = json.loads((out / "metrics.json").read_text())

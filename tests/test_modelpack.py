@@ -256,3 +256,31 @@ def test_export_of_a_real_study_matches_its_predictions(tmp_path: Path) -> None:
     got = pack.predict_tensor(crops.float() / 255.0)
     for i, r in enumerate(preds.itertuples()):
         assert got[i, int(r.fold)] == pytest.approx(r.p_gs, abs=1e-5)
+
+
+def test_float16_weights_halve_the_trained_part_and_keep_the_predictions(run: Path, tmp_path: Path) -> None:
+    """``weights_dtype="float16"`` stores the per-fold floating tensors at half precision (fine-tuned body stages
+    are large); loading casts them back, so predictions move by rounding only; anything else is refused."""
+    from safetensors.torch import load as st_load
+
+    full = export_model_pack(run, tmp_path / "f32.gss")
+    half = export_model_pack(run, tmp_path / "f16.gss", ExportConfig(weights_dtype="float16"))
+    with zipfile.ZipFile(full) as z32, zipfile.ZipFile(half) as z16:
+        t32, t16 = st_load(z32.read("weights.safetensors")), st_load(z16.read("weights.safetensors"))
+    assert set(t32) == set(t16)
+    for k, v in t16.items():
+        if k.startswith("fold") and t32[k].is_floating_point():
+            assert v.dtype == torch.float16, k
+            torch.testing.assert_close(v.float(), t32[k], rtol=1e-3, atol=1e-4)
+        else:  # the stored frozen body and integer buffers are left as they are
+            assert v.dtype == t32[k].dtype, k
+    trained32 = sum(v.numel() * v.element_size() for k, v in t32.items() if k.startswith("fold"))
+    trained16 = sum(v.numel() * v.element_size() for k, v in t16.items() if k.startswith("fold"))
+    assert trained16 < 0.6 * trained32
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    p32 = load_model_pack(full).predict_tensor_views(x)
+    p16 = load_model_pack(half).predict_tensor_views(x)
+    np.testing.assert_allclose(p16, p32, atol=2e-3)
+    assert all(p.dtype == torch.float32 for p in load_model_pack(half).models[0].parameters())
+    with pytest.raises(ModelPackError, match="weights_dtype"):
+        export_model_pack(run, tmp_path / "bad.gss", ExportConfig(weights_dtype="int8"))

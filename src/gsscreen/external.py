@@ -2,7 +2,8 @@
 
 The output folder has the files a study's run folder has, so the same report reads it (minus the folds):
 
-- ``predictions.csv``: one row per photo the model made a call on (``photo, subject, label, fold`` (= 0),
+- ``predictions.csv``: one row per photo the model made a call on (``photo`` (relative to the cohort CSV, as in a
+  study), ``subject, label, fold`` (= 0),
   ``p_gs, call, threshold`` and the cohort's ``syndrome`` / ``age_months`` / ``sex`` where given);
 - ``failures.csv``: every photo left out, with the stage and reason (cohort problems, no face, the quality gate);
 - ``splits.csv``: the bootstrap clusters (``group``: subject ids, identical files and, with ``same_child``,
@@ -120,8 +121,14 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
         grouped, _, _ = likely_same_child(used, cfg.same_child_threshold)
     splits = pd.DataFrame({"photo": used["image"], "subject": used["subject_id"], "label": used["label"],
                            "subset": 0, "group": split_groups(grouped).to_numpy()})
-    preds.to_csv(out / "predictions.csv", index=False)
-    splits.to_csv(out / "splits.csv", index=False)
+    # Paths relative to the cohort CSV, as a study's run folder writes them (the folder stays valid when the photos
+    # move together with their table); cohort_source.json first, because the report resolves them through it.
+    from gsscreen.training.run_folder import photos_relative_to_cohort
+
+    src = cohort.source.resolve() if cohort.source else None
+    (out / "cohort_source.json").write_text(json.dumps({"cohort_csv": str(src) if src else None}), encoding="utf-8")
+    preds.assign(photo=photos_relative_to_cohort(out, preds["photo"])).to_csv(out / "predictions.csv", index=False)
+    splits.assign(photo=photos_relative_to_cohort(out, splits["photo"])).to_csv(out / "splits.csv", index=False)
     pd.DataFrame(failures, columns=["file", "problem", "stage"]).to_csv(out / "failures.csv", index=False)
     both = 0 < y.sum() < len(y)
     point = binary_metrics(y, p, thr)
@@ -135,8 +142,6 @@ def evaluate(cfg: EvaluateConfig, progress: bool = True) -> Path:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json), encoding="utf-8")
     conf = asdict(cfg) | {"model_pack": str(pack), "model_id": metrics["model_id"], "threshold": thr}
     (out / "config.json").write_text(json.dumps({"evaluation": conf}, indent=2, default=_json), encoding="utf-8")
-    src = cohort.source.resolve() if cohort.source else None
-    (out / "cohort_source.json").write_text(json.dumps({"cohort_csv": str(src) if src else None}), encoding="utf-8")
     (out / "versions.json").write_text(json.dumps(_versions(), indent=2), encoding="utf-8")
     if cfg.report:
         build_evaluation_report(out, cfg.subgroups, cfg.prevalence, cfg.n_boot, cfg.seed)

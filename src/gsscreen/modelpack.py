@@ -84,6 +84,8 @@ class ExportConfig:
         cohort: a cohort CSV to read the age range from (its ``age_months`` column) when not given.
         description: one line saying what the model screens for.
         operating_point: the default operating point, ``screening`` or ``balanced`` (see :mod:`gsscreen.decision`).
+        weights_dtype: storage type of the trained (per-fold) floating-point tensors: ``float32`` or ``float16``
+            (half the pack; fine-tuned body stages are large). Loading casts them back to float32.
         holdout_note: Markdown measured on photos the study never saw (how they were held out, the numbers, what
             they do not cover); the card prints it under "Measured on held-out photos" and ``model.json`` keeps it.
     """
@@ -97,6 +99,7 @@ class ExportConfig:
     description: str = ""
     operating_point: str = "screening"
     holdout_note: str = ""
+    weights_dtype: str = "float32"
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
 
@@ -197,6 +200,8 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     align_cfg = load_config(AlignConfig, align_json) if align_json.is_file() else AlignConfig()
     if cfg.folds not in ("all", "best"):
         raise ModelPackError(f"folds must be 'all' or 'best', got {cfg.folds!r}")
+    if cfg.weights_dtype not in ("float32", "float16"):
+        raise ModelPackError(f"weights_dtype must be 'float32' or 'float16', got {cfg.weights_dtype!r}")
     if cfg.threshold_rule not in ("pooled", "mean"):
         raise ModelPackError(f"threshold_rule must be 'pooled' or 'mean', got {cfg.threshold_rule!r}")
     if not run.is_dir():
@@ -270,11 +275,12 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     frozen = {k: v for k, v in state.items() if k not in trained_keys}
     frozen_source = "offline" if model.pretrained_loaded else "stored"
     out_tensors: dict[str, torch.Tensor] = {}
+    store_dtype = torch.float16 if cfg.weights_dtype == "float16" else torch.float32
     for i, f in enumerate(kept):
         for k, v in f["tensors"].items():
             if k not in state:
                 raise ModelPackError(f"{f['dir'] / rf.CHECKPOINT}: tensor {k} is not part of the {backbone} model")
-            out_tensors[f"fold{i}.{k}"] = v.contiguous()
+            out_tensors[f"fold{i}.{k}"] = (v.to(store_dtype) if v.is_floating_point() else v).contiguous()
     if frozen_source == "stored":
         out_tensors.update({f"frozen.{k}": v.contiguous() for k, v in frozen.items()})
     blob = st_save(out_tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})

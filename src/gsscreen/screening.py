@@ -80,9 +80,9 @@ class ScreenResult:
     P(GS) in 0–1 (None when no face was scored, see ``problem``); ``suspected`` is ``p_gs >= threshold`` when a
     call was made, else None. ``faces``: every face found, ``{"box": [x0, y0, x1, y1] original px, "score",
     "scored": bool}``, the scored one first; ``quality``: the gate's measures.
-    P(GS) is calibrated when the pack carries a calibration map (``p_gs_raw``: the ensemble's raw mean) and adjusted
-    to ``prevalence`` when one was given; ``threshold`` is that of ``operating_point``, on the same scale (see
-    :mod:`gsscreen.decision`).
+    P(GS) is calibrated when the pack carries a calibration map (applied to each fold's P(GS) ``fold_p_gs`` or, in
+    older packs, to the raw ensemble mean ``p_gs_raw``) and adjusted to ``prevalence`` when one was given;
+    ``threshold`` is that of ``operating_point``, on the same scale (see :mod:`gsscreen.decision`).
 
     Arrays (not in :meth:`to_dict`): ``faces_overlay`` the photo (at most 640 px) with every face boxed, the
     scored one thick orange and numbered 1; ``heatmap`` ``(S, S)`` float32 0–1 at
@@ -541,7 +541,7 @@ class ScreeningModel:
             ov = overlay(prep.crop, hm)
         fold_ps = [float(v) for v in fold_p]
         p_raw = float(np.mean(fold_ps))
-        p_gs = self.decision.probability(p_raw)
+        p_gs = self.decision.ensemble_probability(fold_ps)
         # No call on an unusable face: P(GS) is still reported, but the outcome is inconclusive.
         outcome = outcome_of(prep.usable, p_gs, self.threshold)
         suspected = None if outcome == INCONCLUSIVE else outcome == "refer"
