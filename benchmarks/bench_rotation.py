@@ -23,6 +23,22 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+def sample_photos(data: Path, per_set: int = 15) -> list[Path]:
+    """The photos this benchmark screens: ``per_set`` from ds-kaggle (half Down syndrome) and as many from utk-kids,
+    a sample seeded 0 (other benchmarks leave these out when they set limits)."""
+    from gsscreen.cohort import find_images
+
+    rng = np.random.default_rng(0)
+
+    def sample(folder: Path, n: int) -> list[Path]:
+        files = find_images(folder)
+        return [files[i] for i in sorted(rng.permutation(len(files))[:n])]
+
+    half = per_set // 2
+    return [*sample(data / "ds-kaggle" / "down", half), *sample(data / "ds-kaggle" / "healthy", per_set - half),
+            *sample(data / "utk-kids", per_set)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -34,22 +50,12 @@ def main() -> int:
         return 0
     import pandas as pd
 
-    from gsscreen.cohort import find_images
     from gsscreen.faces.io import load_image_scaled
     from gsscreen.modelpack import load_model_pack
     from gsscreen.screening import demo_model_path
 
     t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-
-    def sample(folder: Path, n: int) -> list[Path]:
-        files = find_images(folder)
-        return [files[i] for i in sorted(rng.permutation(len(files))[:n])]
-
-    half = args.per_set // 2
-    photos = [*sample(args.data / "ds-kaggle" / "down", half),
-              *sample(args.data / "ds-kaggle" / "healthy", args.per_set - half),
-              *sample(args.data / "utk-kids", args.per_set)]
+    photos = sample_photos(args.data, args.per_set)
     model = load_model_pack(demo_model_path())
     rows = []
     for p in photos:
