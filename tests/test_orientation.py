@@ -66,11 +66,12 @@ def demo():  # type: ignore[no-untyped-def]
     return load_model_pack(demo_model_path())
 
 
-def test_upside_down_and_sideways_photos_get_the_upright_call(demo, grace_hopper: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    up = demo.screen(grace_hopper, heatmap=False)
+def test_upside_down_and_sideways_photos_get_the_upright_call(demo, astronaut: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    # (the astronaut: P(GS) far from the threshold, so the call cannot be left borderline by the reading's jitter)
+    up = demo.screen(astronaut, heatmap=False)
     assert up.outcome in ("refer", "no_signal")
     for k in (1, 2):  # sideways, upside down
-        r = demo.screen(np.ascontiguousarray(np.rot90(grace_hopper, k)), heatmap=False)
+        r = demo.screen(np.ascontiguousarray(np.rot90(astronaut, k)), heatmap=False)
         assert r.outcome == up.outcome and "turned_upright" in r.notes, (k, r.outcome, r.reasons)
         assert r.p_gs == pytest.approx(up.p_gs, abs=0.1)  # the same face, cropped through another pass
 
