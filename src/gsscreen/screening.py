@@ -544,12 +544,16 @@ class ScreeningModel:
         p_gs = self.decision.ensemble_probability(fold_ps)
         # No call on an unusable face: P(GS) is still reported, but the outcome is inconclusive.
         outcome = outcome_of(prep.usable, p_gs, self.threshold)
+        reasons = list(prep.reasons)
+        if outcome != INCONCLUSIVE and self.decision.borderline(p_gs):
+            outcome = INCONCLUSIVE  # so close to the threshold that another reading of the photo could cross it
+            reasons.append("borderline")
         suspected = None if outcome == INCONCLUSIVE else outcome == "refer"
         return ScreenResult(
             file=prep.file, p_gs=p_gs, suspected=suspected, call=OUTCOME_TEXT[outcome],
             threshold=self.threshold, model_id=self.model_id, fold_p_gs=fold_ps, p_gs_raw=p_raw,
             operating_point=self.decision.operating_point.name, prevalence=self.decision.prevalence, outcome=outcome,
-            reasons=list(prep.reasons), notes=list(prep.notes), faces=list(prep.faces), quality=dict(prep.quality),
+            reasons=reasons, notes=list(prep.notes), faces=list(prep.faces), quality=dict(prep.quality),
             flags=flags,
             flag_messages=messages, face=prep.face, seconds=prep.seconds + seconds + time.perf_counter() - t0,
             heatmap=hm.astype(np.float32) if hm is not None else None, overlay=ov, crop=prep.crop,
