@@ -1,7 +1,7 @@
 """Which demo model generalises? Variants side by side on the identity-grouped hold-out and held-out utk-kids.
 
     nice -n 10 .venv/bin/python benchmarks/bench_generalise.py --run /work/artifacts/model/demo_run \\
-        [--features /work/artifacts/model] [--out /work/artifacts/model/bench_generalise]
+        [--runs RUN2 RUN3 ...] [--features /work/artifacts/model] [--out /work/artifacts/model/bench_generalise]
 
 Reads the split that ``scripts/train_demo_model.py`` wrote into its run folder (``clusters.csv``: every photo's
 likely-same-child cluster and side; no cluster on both sides) and the per-crop face descriptors of
@@ -16,8 +16,10 @@ measured once on the held-out side:
 - CPU seconds to fit and predict (descriptors already computed; computing them costs the same for all
   FaceNet variants, see generalise_features.py).
 
-The shipped model's row (the study's conv head on frozen FaceNet, an ensemble of five fold models) is read from
-the run's ``holdout_predictions.csv`` / ``holdout_metrics.json`` (its CPU time is the study's wall time).
+Study variants (``scripts/train_demo_model.py --split-from RUN``: flip TTA, fine-tuned FaceNet stages, augmented
+views, one fold or five) are rows read from their run folders' ``holdout_predictions.csv`` (P(GS) on the pack's own
+scale, the pack's threshold) and ``holdout_metrics.json``; the row whose weights are the shipped pack's is marked.
+Every row is measured on the same held-out photos: those every listed run scored and every descriptor covers.
 Variants whose descriptors are missing are listed as skipped.
 """
 
@@ -283,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = [r for r in rows if not str(r["variant"]).startswith(("study", "shipped"))]
         rows.insert(i, {"variant": ("shipped: " if is_shipped(run) else "") + run_label(m, run),
                         **run_row(preds[run], common, float(m["threshold"])),
-                        "cpu_s": m.get("train_cpu_s") or study_wall_s(run), "C": None, "oof_auc": None})
+                        "cpu_s": m.get("train_cpu_s") or study_wall_s(run), "cpu_is_wall": not m.get("train_cpu_s"),
+                        "C": None, "oof_auc": None})
     (args.out / "skipped.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "skipped.json").write_text(json.dumps(skipped))
     skipped = [s for s in skipped if not s.startswith(("fine-tuning", "stronger", "grey vs"))]
@@ -306,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['variant']} | {r['n_kaggle']} / {r['n_utk']} | {r['holdout_auc']:.4f} | "
                      f"{r['sens_at_spec_0.95']:.3f} | "
                      f"{r['sens_at_threshold']:.3f} / {r['spec_at_threshold']:.3f} | {100 * r['utk_fpr']:.1f}% | "
-                     f"{r['cpu_s']:.0f} |")
-    lines += ["", "skipped:"] + [f"- {s}" for s in skipped]
+                     f"{r['cpu_s']:.0f}{' (wall)' if r.get('cpu_is_wall') is True else ''} |")
+    lines += ["", "CPU s: LR / MLP rows: fitting and CV on stored descriptors (computing the descriptors is extra, "
+              "the same for every FaceNet row); study rows: the training process (feature caching, five folds, "
+              "baseline), one thread; (wall) = the study's wall time from its log (runs that did not record CPU).",
+              "", "skipped:"] + [f"- {s}" for s in skipped]
     text = "\n".join(lines) + "\n"
     (args.out / "results.md").write_text(text)
     print(text)
