@@ -199,9 +199,9 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
                 f = f.reshape(len(keys), -1, 1, 1)  # the body's output map (B, C, 1, 1), as the head receives it
                 per_view.append(torch.softmax(m.head(f)[0].float(), dim=1)[:, 1].numpy())
             fold_ps.append(np.mean(per_view, axis=0))
-    # The pack's own decision rule turns the ensemble's raw mean into P(GS) (its calibration map, when it has one),
-    # so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
-    p[idx] = [model.decision.probability(float(v)) for v in np.mean(fold_ps, axis=0)]
+    # The pack's own decision rule turns the fold models' raw P(GS) into P(GS) (its calibration map, when it has
+    # one), so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
+    p[idx] = [model.decision.ensemble_probability(col) for col in np.stack(fold_ps, axis=1)]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
     sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
     diffs = []
@@ -230,8 +230,8 @@ def score_crops(model, held: pd.DataFrame, clustered: pd.DataFrame, n_check: int
         c, ok, fail = load_crops([crop_of[held["image"].iloc[i]] for i in part], model.input_size)
         if fail:
             raise SystemExit(f"cannot read crops: {fail[:3]}")
-        raw = model.predict_tensor(c[: len(ok)].float().div(255.0)).mean(axis=1)
-        p[[part[j] for j in ok]] = [model.decision.probability(float(v)) for v in raw]
+        fold_p = model.predict_tensor(c[: len(ok)].float().div(255.0))  # (B, K) per-fold P(GS)
+        p[[part[j] for j in ok]] = [model.decision.ensemble_probability(row) for row in fold_p]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
     sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
     diffs = []

@@ -104,6 +104,22 @@ def test_platt_matches_unpenalised_logistic_regression_and_fixes_overconfidence(
     assert fit.slope_ci[0] < 1.0 < fit.slope_ci[1]
 
 
+def test_platt_on_the_logit_has_no_floor_or_ceiling():
+    """Platt works on logit(p), so scores a model is sure of stay near 0 and 1 after the map: a raw 0.000 must
+    not read as a few percent (as a logistic curve on the raw probability would make it: sigmoid(a) at p = 0)."""
+    y, p = _scores(4, n=1500)
+    cal = PlattCalibrator().fit(p, y)
+    assert cal.b > 0
+    lo, hi = cal.predict([1e-6, 1 - 1e-6])
+    assert lo < 0.005 and hi > 0.995
+    assert lo < cal.predict([1e-4])[0] < cal.predict([1e-2])[0]  # still falling towards raw 0: no plateau
+    # the same data fitted by a logistic curve on the raw probability bottoms out at sigmoid(intercept)
+    raw_fit = LogisticRegression(C=1e10, max_iter=10000).fit(p[:, None], y)
+    assert 1 / (1 + np.exp(-raw_fit.intercept_[0])) > 10 * lo
+    assert cal.predict([0.0])[0] == pytest.approx(lo) and cal.predict([1.0])[0] == pytest.approx(hi)  # clipped
+    assert np.all(np.diff(cal.predict(np.linspace(0, 1, 101))) > 0)  # strictly increasing: ranking kept
+
+
 def test_isotonic_matches_sklearn():
     y, p = _scores(6, n=600)
     p = np.round(p, 2)  # ties

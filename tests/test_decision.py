@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from screen_support import encode, fabricate_run
 
-from gsscreen.decision import DecisionError, DecisionRule, decision_section
+from gsscreen.decision import BORDERLINE_LOGIT, PER_FOLD, DecisionError, DecisionRule, decision_section
 from gsscreen.evaluation.calibration import brier_score, calibrator_from_dict
 from gsscreen.evaluation.metrics import binary_metrics
 from gsscreen.modelpack import ExportConfig, export_model_pack, load_model_pack, read_model_pack
@@ -68,7 +68,9 @@ def test_screening_uses_the_map_and_names_the_point(pack: Path, astronaut: np.nd
     m = load_model_pack(pack)
     cal = calibrator_from_dict(m.info["calibration"]["map"])
     r = m.screen(astronaut, heatmap=False)
-    assert r.p_gs == pytest.approx(float(cal.predict([r.p_gs_raw])[0]))
+    # the map was fitted on single fold models' outputs: it is applied to each fold's P(GS), then averaged
+    assert m.info["calibration"]["applied_to"] == PER_FOLD and m.summary()["calibration_applied_to"] == PER_FOLD
+    assert r.p_gs == pytest.approx(float(cal.predict(r.fold_p_gs).mean()))
     assert r.p_gs_raw == pytest.approx(np.mean(r.fold_p_gs))
     assert r.operating_point == "screening" and r.threshold == pytest.approx(m.info["threshold"])
     assert r.to_dict()["operating_point"] == "screening"
@@ -92,6 +94,70 @@ def test_prevalence_moves_probability_and_threshold_but_not_the_call(pack: Path)
         DecisionRule.from_info(info, prevalence=2.0)
     with pytest.raises(DecisionError, match="no operating point 'strict'"):
         DecisionRule.from_info(info, operating_point="strict")
+
+
+def test_per_fold_map_versus_ensemble_mean_map(pack: Path) -> None:
+    """One confident fold among sure-negative ones: the per-fold map keeps what each fold model said (its own
+    calibrated value, averaged), while a pack from before ``applied_to`` maps the raw mean as if one model said it."""
+    info = read_model_pack(pack).info
+    per_fold = DecisionRule.from_info(info)
+    old_info = {**info, "calibration": {k: v for k, v in info["calibration"].items() if k != "applied_to"}}
+    mean_map = DecisionRule.from_info(old_info)
+    cal = calibrator_from_dict(info["calibration"]["map"])
+    folds = np.array([0.9, 0.001, 0.002])
+    assert per_fold.ensemble_probability(folds) == pytest.approx(cal.predict(folds).mean())
+    assert mean_map.ensemble_probability(folds) == pytest.approx(float(cal.predict([folds.mean()])[0]))
+    assert mean_map.describe()["calibration_applied_to"] == "ensemble mean"
+    # folds that agree give the same P(GS) either way; the prevalence shift applies on top of the per-fold mean
+    same = np.full(3, 0.3)
+    assert per_fold.ensemble_probability(same) == pytest.approx(mean_map.ensemble_probability(same))
+    low = DecisionRule.from_info(info, prevalence=0.01)
+    assert low.ensemble_probability(folds) < per_fold.ensemble_probability(folds)
+    for bad in ([], [0.2, float("nan")]):
+        with pytest.raises(ValueError, match="fold P"):
+            per_fold.ensemble_probability(bad)
+
+
+def test_borderline_band_around_the_threshold(pack: Path) -> None:
+    """No call within BORDERLINE_LOGIT of the threshold on the logit scale; the band moves with a clinic prevalence
+    exactly as P(GS) does, so whether a photo is borderline never depends on the prior."""
+    info = read_model_pack(pack).info
+    assert info["borderline_logit"] == BORDERLINE_LOGIT  # recorded at export
+    rule = DecisionRule.from_info(info)
+    t = rule.threshold
+    lo, hi = rule.borderline_band()
+    assert lo < t < hi
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    assert logit(hi) - logit(t) == pytest.approx(BORDERLINE_LOGIT) and logit(t) - logit(lo) == pytest.approx(
+        BORDERLINE_LOGIT)
+    assert rule.borderline(t) and rule.borderline(0.5 * (lo + t)) and rule.borderline(0.5 * (t + hi))
+    assert not rule.borderline(lo - 1e-3) and not rule.borderline(hi + 1e-3)
+    assert not rule.borderline(0.0) and not rule.borderline(1.0)
+    low = DecisionRule.from_info(info, prevalence=0.01)
+    for folds in np.random.default_rng(0).random((200, 3)):
+        assert rule.borderline(rule.ensemble_probability(folds)) == low.borderline(low.ensemble_probability(folds))
+    assert rule.describe()["borderline_band"] == [lo, hi]
+    # a pack from before the margin uses the measured default; a pack's own value is used as recorded
+    old = DecisionRule.from_info({k: v for k, v in info.items() if k != "borderline_logit"})
+    assert old.borderline_logit == BORDERLINE_LOGIT
+    assert DecisionRule.from_info({**info, "borderline_logit": 0.0}).borderline(t) is False
+    with pytest.raises(DecisionError, match="borderline margin"):
+        DecisionRule.from_info({**info, "borderline_logit": -1})
+
+
+def test_borderline_result_is_inconclusive_with_its_reason(pack: Path, astronaut: np.ndarray) -> None:
+    from gsscreen.faces.quality import REASON_TEXT
+    from gsscreen.web.i18n import STRINGS
+
+    m = load_model_pack(pack)
+    plain = m.screen(astronaut, heatmap=False)
+    assert plain.outcome != "inconclusive" and "borderline" not in plain.reasons
+    m.decision.borderline_logit = 50.0  # every P(GS) is now "close" to the threshold
+    r = m.screen(astronaut, heatmap=False)
+    assert r.outcome == "inconclusive" and r.suspected is None and r.reasons == ["borderline"]
+    assert r.p_gs == pytest.approx(plain.p_gs)  # P(GS) is still shown
+    assert "too close to the decision threshold" in REASON_TEXT["borderline"]
+    assert all("reason.borderline" in table for table in STRINGS.values())
 
 
 def test_old_single_threshold_pack_still_loads(pack: Path, tmp_path: Path, astronaut: np.ndarray) -> None:

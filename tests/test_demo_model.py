@@ -133,5 +133,5 @@ def test_fine_tuned_pack_is_scored_on_its_crops(tmp_path):
     for i in (0, 3):
         x = torch.from_numpy(np.array(Image.open(crops[i]).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR,
                                                                                      reducing_gap=None)))
-        raw = model.predict_tensor(x.permute(2, 0, 1)[None].float().div(255.0)).mean()
-        assert out["p_gs"].iloc[i] == pytest.approx(model.decision.probability(float(raw)), abs=1e-6)
+        fold_p = model.predict_tensor(x.permute(2, 0, 1)[None].float().div(255.0))[0]
+        assert out["p_gs"].iloc[i] == pytest.approx(model.decision.ensemble_probability(fold_p), abs=1e-6)

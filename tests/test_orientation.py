@@ -9,8 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gsscreen.faces.align import AlignConfig, align_face
-from gsscreen.faces.orientation import inside_photo, reads_upright
+from gsscreen.faces.align import AlignConfig, align_face, apply_affine, template
+from gsscreen.faces.mtcnn import Detection
+from gsscreen.faces.orientation import (
+    HOG_MARGIN,
+    HOG_MIN,
+    hog_rejects,
+    hog_turn_scores,
+    inside_photo,
+    reads_upright,
+)
 from gsscreen.faces.quality import assess_quality, upright_roll
 
 FRONTAL = np.array([[100, 100], [160, 100], [130, 135], [108, 165], [152, 165]], dtype=np.float64)
@@ -58,11 +66,12 @@ def demo():  # type: ignore[no-untyped-def]
     return load_model_pack(demo_model_path())
 
 
-def test_upside_down_and_sideways_photos_get_the_upright_call(demo, grace_hopper: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    up = demo.screen(grace_hopper, heatmap=False)
+def test_upside_down_and_sideways_photos_get_the_upright_call(demo, astronaut: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    # (the astronaut: P(GS) far from the threshold, so the call cannot be left borderline by the reading's jitter)
+    up = demo.screen(astronaut, heatmap=False)
     assert up.outcome in ("refer", "no_signal")
     for k in (1, 2):  # sideways, upside down
-        r = demo.screen(np.ascontiguousarray(np.rot90(grace_hopper, k)), heatmap=False)
+        r = demo.screen(np.ascontiguousarray(np.rot90(astronaut, k)), heatmap=False)
         assert r.outcome == up.outcome and "turned_upright" in r.notes, (k, r.outcome, r.reasons)
         assert r.p_gs == pytest.approx(up.p_gs, abs=0.1)  # the same face, cropped through another pass
 
@@ -147,3 +156,55 @@ def test_shared_photos_turned_or_flagged(shared_data: Path, tmp_path: Path, demo
         for k in (1, 2, 3):
             r = demo.screen(np.ascontiguousarray(np.rot90(img, k)), heatmap=False)
             assert r.outcome in (base.outcome, "inconclusive"), (p.name, k, r.outcome, base.outcome, r.reasons)
+
+
+# ---------------------------------------------------------------------------------------------- second detector
+
+
+def test_hog_check_tells_an_upright_crop_from_its_turns(grace_hopper: np.ndarray) -> None:
+    crop = align_face(grace_hopper).image  # the levelled view at the default geometry: its landmarks are the template
+    lm = template(AlignConfig())
+    s = hog_turn_scores(crop, lm)
+    assert s.shape == (4,) and s[0] > HOG_MIN and not hog_rejects(s)
+    assert s[0] - s[1:].max() >= HOG_MARGIN
+    for k in (1, 2, 3):  # the same face lying on its side or upside down in the view
+        assert hog_rejects(hog_turn_scores(np.ascontiguousarray(np.rot90(crop, k)), lm)), k
+
+
+def test_upside_down_face_read_as_upright_by_mtcnn_is_turned(grace_hopper: np.ndarray,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """MTCNN read an upside-down baby as an upright face (score 0.98, plausible points: ``down_161`` turned 180°).
+    Emulated here: the plain pass returns the upside-down portrait's points relabelled the upright way (its mouth
+    corners as eyes, its eyes as mouth corners). The geometry alone accepts that reading; the HOG check rejects it,
+    and the 180° turn gives the real face."""
+    import gsscreen.faces.orientation as orientation
+
+    cfg = AlignConfig(refine=False)
+    turned = np.ascontiguousarray(np.rot90(grace_hopper, 2))
+    truth = align_face(turned, cfg)
+    assert truth.rotation == 180
+    real = orientation.detect_in_variant
+
+    p = np.asarray(truth.source_landmarks, np.float64)
+    eyes = sorted(p[3:5].tolist())  # the real mouth corners, now at the top of the photo
+    mouth = sorted(p[0:2].tolist())  # the real eyes, now at the bottom
+    fake = np.array([*eyes, p[2].tolist(), *mouth], np.float32)
+    x0, y0, x1, y1 = truth.box
+
+    def misread(v, desc, c, short):  # type: ignore[no-untyped-def]
+        if desc != "plain":
+            return real(v, desc, c, short)
+        corners = apply_affine(v.to_variant, np.array([[x0, y0], [x1, y1]]))
+        det = Detection(corners.reshape(-1).astype(np.float32), 0.98,
+                        apply_affine(v.to_variant, fake).astype(np.float32))
+        return det, fake, truth.box, 1, [f for f in v.name.split(",") if f], []
+
+    monkeypatch.setattr(orientation, "detect_in_variant", misread)
+    desc, build = orientation._variants(turned, cfg)[0]
+    assert desc == "plain"
+    first = orientation._candidate(turned, cfg, desc, build, min(turned.shape[:2]))
+    assert first is not None and reads_upright(first.frame_lm, first.det.box)  # geometry alone is fooled
+    assert first.hog is not None and hog_rejects(first.hog) and not first.upright_reading
+    found = orientation.find_upright_face(turned, cfg)
+    assert found.rotation == 180 and found.orientation == "turned"
+    assert np.abs(found.lm - truth.source_landmarks).max() < 0.1 * truth.iod

@@ -131,4 +131,6 @@ def test_blurred_face_is_inconclusive(demo: ScreeningModel, grace_hopper: np.nda
     assert r.outcome == "inconclusive" and r.suspected is None
     assert {"face_too_small", "blurred"} & set(r.reasons)
     sharp_big = demo.screen(grace_hopper, heatmap=False)
-    assert sharp_big.outcome in ("refer", "no_signal") and sharp_big.reasons == []
+    # the sharp, large photo passes the quality gate (a P(GS) near the threshold may still leave it borderline)
+    assert [c for c in sharp_big.reasons if c != "borderline"] == []
+    assert sharp_big.outcome in ("refer", "no_signal") or sharp_big.reasons == ["borderline"]

@@ -43,7 +43,7 @@ def test_screen_astronaut(model: ScreeningModel, astronaut: np.ndarray) -> None:
     assert res.ok and res.problem is None
     assert 0.0 <= res.p_gs <= 1.0
     assert res.p_gs_raw == pytest.approx(np.mean(res.fold_p_gs)) and len(res.fold_p_gs) == 3
-    assert res.p_gs == pytest.approx(model.decision.probability(res.p_gs_raw))  # calibrated (gsscreen.decision)
+    assert res.p_gs == pytest.approx(model.decision.ensemble_probability(res.fold_p_gs))  # calibrated (decision)
     assert res.suspected == (res.p_gs >= model.threshold)
     assert res.call == (CALL_GS if res.suspected else CALL_NO)
     assert res.flags == []  # one frontal, large, upright face of an age inside the range

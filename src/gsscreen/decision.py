@@ -12,8 +12,12 @@ scored by the one fold model that never trained on it — are used to
 3. measure, on the pooled **test** predictions (never used for any choice), the Brier score and calibration
    intercept/slope before and after the map, for the model card.
 
-At screening time (:class:`DecisionRule`) the pack's map turns the raw ensemble mean into P(GS); the call is
-``P(GS) ≥ threshold`` of the chosen operating point (both on the calibrated scale). An optional clinic prevalence
+At screening time (:class:`DecisionRule`) the pack's map turns the fold models' raw P(GS) into P(GS): packs from
+this version apply it to **each fold model's** P(GS) and average the calibrated values (:data:`PER_FOLD`), because
+the map was fitted on single fold models' outputs — the mean of five raw outputs is a less extreme number the map
+never saw (one fold at 0.08 and four at 0.00 average to 0.017, which the map then reads as a single model's 0.017);
+older packs apply it to the raw ensemble mean. The call is ``P(GS) ≥ threshold`` of the chosen operating point (both
+on the calibrated scale). An optional clinic prevalence
 moves P(GS) *and* the threshold by the same Bayes odds shift, so the call — whose sensitivity and specificity do
 not depend on prevalence — stays the same while the displayed probability fits the clinic's population.
 
@@ -34,6 +38,8 @@ import numpy as np
 from gsscreen.errors import GsscreenError
 from gsscreen.evaluation.calibration import (
     Calibrator,
+    _logit,
+    _sigmoid,
     adjust_for_prevalence,
     brier_score,
     calibration_intercept_slope,
@@ -55,6 +61,18 @@ DEFAULT_WHY = (
     "So the default is the operating point that keeps validation sensitivity at or above 95 %, accepting the "
     "lower specificity shown above; choose `balanced` (`--operating-point balanced`) where referrals are scarce.")
 RULES = {BALANCED: "youden", SCREENING: f"sensitivity@{SCREENING_SENSITIVITY}"}
+#: A call needs P(GS) at least this far from the threshold on the logit scale; closer, a second reading of the same
+#: photo (the face found again a pixel or two away and cropped again) can land on the other side, and the result is
+#: "inconclusive" (reason ``borderline``). Measured by ``benchmarks/bench_call_stability.py`` on 35 held-out photos
+#: with P(GS) in [0.02, 0.98], each re-read from two turned copies: |Δ logit| median 0.085, 99th percentile 0.727;
+#: two readings on opposite sides of a band of half-width m differ by at least 2 m, so m = 0.727 / 2. At the demo
+#: threshold 0.502 the band is P(GS) 0.41–0.59. A pack records the value it was exported with (``model.json``
+#: ``borderline_logit``), older packs use this one. The logit scale makes the margin independent of a clinic
+#: prevalence (the odds shift moves P(GS) and the threshold alike).
+BORDERLINE_LOGIT = 0.36
+#: ``calibration.applied_to`` of a pack whose map is applied to each fold model's P(GS) before averaging (the
+#: setting the map was fitted in); packs without it apply the map to the raw ensemble mean
+PER_FOLD = "each fold model"
 
 
 class DecisionError(GsscreenError, ValueError):
@@ -141,6 +159,7 @@ def decision_section(fold_dirs: Sequence[Path], default: str = DEFAULT_OPERATING
                      "not train on it)",
         "n_validation": int(y.size),
         "selection": measurement,
+        "applied_to": PER_FOLD,
     }
     test = pooled_predictions(fold_dirs, "test")
     if test is not None:
@@ -153,7 +172,7 @@ def decision_section(fold_dirs: Sequence[Path], default: str = DEFAULT_OPERATING
         }
     return {"calibration": calibration, "operating_points": {k: v.to_dict() for k, v in points.items()},
             "default_operating_point": default, "threshold": points[default].threshold,
-            "threshold_scale": "calibrated"}
+            "threshold_scale": "calibrated", "borderline_logit": BORDERLINE_LOGIT}
 
 
 def heldout_curves(fold_dirs: Sequence[Path], info: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -180,8 +199,14 @@ class DecisionRule:
 
     def __init__(self, calibrator: Calibrator | None, train_prevalence: float | None,
                  points: dict[str, OperatingPoint], default: str, operating_point: str | None = None,
-                 prevalence: float | None = None) -> None:
+                 prevalence: float | None = None, per_fold: bool = False,
+                 borderline_logit: float = BORDERLINE_LOGIT) -> None:
+        if not (isinstance(borderline_logit, (int, float)) and 0.0 <= float(borderline_logit) < 10.0):
+            raise DecisionError("the model's borderline margin must be a number from 0 to 10, "
+                                f"got {borderline_logit!r}")
+        self.borderline_logit = float(borderline_logit)
         self.calibrator = calibrator
+        self.per_fold = bool(per_fold and calibrator is not None)
         self.train_prevalence = train_prevalence
         self.points = points
         self.default = default
@@ -207,12 +232,15 @@ class DecisionRule:
         if not ops:
             pt = OperatingPoint(LEGACY, float(info["threshold"]), None, None,
                                 str(info.get("threshold_method") or info.get("threshold_rule") or ""))
-            return cls(None, None, {LEGACY: pt}, LEGACY, operating_point, prevalence)
+            return cls(None, None, {LEGACY: pt}, LEGACY, operating_point, prevalence,
+                       borderline_logit=info.get("borderline_logit", BORDERLINE_LOGIT))
         points = {k: OperatingPoint(k, float(v["threshold"]), v.get("sensitivity"), v.get("specificity"),
                                     str(v.get("rule", ""))) for k, v in ops.items()}
         calibrator = calibrator_from_dict(cal["map"]) if cal.get("map") else None
         default = str(info.get("default_operating_point") or next(iter(points)))
-        return cls(calibrator, cal.get("train_prevalence"), points, default, operating_point, prevalence)
+        return cls(calibrator, cal.get("train_prevalence"), points, default, operating_point, prevalence,
+                   per_fold=cal.get("applied_to") == PER_FOLD,
+                   borderline_logit=info.get("borderline_logit", BORDERLINE_LOGIT))
 
     @property
     def calibrated(self) -> bool:
@@ -230,10 +258,32 @@ class DecisionRule:
             p = self.calibrator.predict(p)
         return float(self._shift(p)[0])
 
+    def ensemble_probability(self, fold_p: Sequence[float] | np.ndarray) -> float:
+        """P(GS) to show for the fold models' raw P(GS) ``fold_p`` ``(K,)`` (0–1): the mean of the calibrated
+        fold values for a per-fold pack (:data:`PER_FOLD`), else :meth:`probability` of their mean."""
+        f = np.clip(np.asarray(fold_p, dtype=np.float64).reshape(-1), 0.0, 1.0)
+        if f.size == 0 or not np.all(np.isfinite(f)):
+            raise ValueError(f"fold P(GS) must be a non-empty list of numbers in [0, 1], got {fold_p!r}")
+        if not self.per_fold or self.calibrator is None:
+            return self.probability(float(f.mean()))
+        return float(self._shift(np.asarray([float(self.calibrator.predict(f).mean())]))[0])
+
     @property
     def threshold(self) -> float:
         """The active operating point's threshold on the scale of :meth:`probability`."""
         return float(self._shift(np.asarray([self.operating_point.threshold]))[0])
+
+    def borderline(self, p_gs: float) -> bool:
+        """Whether P(GS) ``p_gs`` (the scale of :meth:`probability`) lies within :data:`BORDERLINE_LOGIT` (this
+        pack's value) of the threshold on the logit scale: too close for a call a second reading would keep."""
+        z = _logit(np.asarray([float(p_gs), self.threshold]))
+        return bool(abs(float(z[0] - z[1])) < self.borderline_logit)
+
+    def borderline_band(self) -> tuple[float, float]:
+        """The P(GS) interval ``(low, high)`` around the threshold that :meth:`borderline` leaves without a call."""
+        z = float(_logit(np.asarray([self.threshold]))[0])
+        lo, hi = _sigmoid(np.asarray([z - self.borderline_logit, z + self.borderline_logit]))
+        return float(lo), float(hi)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary for ``/api/model``, ``results.json`` and the page."""
@@ -244,8 +294,11 @@ class DecisionRule:
             "threshold": self.threshold,
             "calibrated": self.calibrated,
             "calibration_method": getattr(self.calibrator, "method", None),
+            "calibration_applied_to": (PER_FOLD if self.per_fold else "ensemble mean") if self.calibrated else None,
             "train_prevalence": self.train_prevalence,
             "prevalence": self.prevalence,
+            "borderline_logit": self.borderline_logit,
+            "borderline_band": list(self.borderline_band()),
         }
 
 
@@ -287,8 +340,11 @@ def card_section(info: dict[str, Any], figure: str | None = None) -> list[str]:
         f"| none (raw) | {_f(raw.get('log_loss'), 4)} | {_f(raw.get('brier'), 4)} |",
         *(f"| {m} | {_f(v.get('log_loss'), 4)} | {_f(v.get('brier'), 4)} |" for m, v in cv.items()),
         "",
-        "- The map was fitted on single fold models' predictions and is applied to the ensemble mean, which is "
-        "usually a little less extreme: check calibration again on an external cohort.",
+        ("- The map was fitted on single fold models' predictions, so it is applied to each fold model's P(GS) and "
+         "the calibrated values are averaged: check calibration again on an external cohort."
+         if cal.get("applied_to") == PER_FOLD else
+         "- The map was fitted on single fold models' predictions and is applied to the ensemble mean, which is "
+         "usually a little less extreme: check calibration again on an external cohort."),
         "",
     ]
     ho = cal.get("heldout")
@@ -338,8 +394,10 @@ def card_section(info: dict[str, Any], figure: str | None = None) -> list[str]:
 
 __all__ = [
     "BALANCED",
+    "BORDERLINE_LOGIT",
     "DEFAULT_OPERATING_POINT",
     "LEGACY",
+    "PER_FOLD",
     "SCREENING",
     "DecisionError",
     "DecisionRule",

@@ -60,6 +60,9 @@ REASON_TEXT = {
     "implausible_landmarks": "The face's landmarks are implausible (for example eyes below the mouth, or points "
                              "off the face): retake the photo face-on.",
     "unsure_face": "The face detector is not sure this is a face: retake the photo face-on, in good light.",
+    "borderline": "The result lies too close to the decision threshold for a reliable call: small differences in "
+                  "how the face is found could put it on the other side. Retake the photo face-on, sharp and in good "
+                  "light; if it stays borderline, ask a clinical geneticist.",
 }
 #: note code → one plain sentence (a call is still made)
 NOTE_TEXT = {

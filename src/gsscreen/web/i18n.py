@@ -120,6 +120,9 @@ EN: dict[str, str] = {
     "reason.implausible_landmarks": "The face's landmarks are implausible (for example eyes below the mouth, or "
                                     "points off the face): retake the photo face-on.",
     "reason.unsure_face": "The face detector is not sure this is a face: retake the photo face-on, in good light.",
+    "reason.borderline": "The result lies too close to the decision threshold for a reliable call: small "
+                         "differences in how the face is found could put it on the other side. Retake the photo "
+                         "face-on, sharp and in good light; if it stays borderline, ask a clinical geneticist.",
     "reason.turned_upright": "The photo was sideways or upside down; it was turned upright before screening.",
     "reason.other_faces": "There are other, smaller faces in the photo: the largest face (boxed) was screened.",
     "reason.outside_age_range": "The child's age is outside the ages the model was trained on.",
@@ -227,6 +230,8 @@ ZH: dict[str, str] = {
     "reason.eyes_not_found": "无法可靠地定位眼睛。",
     "reason.implausible_landmarks": "面部关键点位置不合理（例如眼睛在嘴巴下方，或关键点在面部之外）：请正面重新拍摄。",
     "reason.unsure_face": "面部检测器不确定这是一张面部：请在光线充足处正面重新拍摄。",
+    "reason.borderline": "结果与判定阈值过于接近，无法给出可靠结论：面部定位的微小差异就可能使结果落在阈值另一侧。"
+                         "请在光线充足处正面重新拍摄清晰照片；如仍处于临界范围，请咨询临床遗传科医生。",
     "reason.turned_upright": "照片原为横向或倒置，筛查前已自动转正。",
     "reason.other_faces": "照片中还有其他较小的面部：已筛查最大的面部（已框出）。",
     "reason.outside_age_range": "该儿童的年龄不在模型训练数据的年龄范围内。",
