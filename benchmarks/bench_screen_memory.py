@@ -1,7 +1,8 @@
 """Peak memory of a long ``gsscreen screen`` run stays flat: RSS sampled over a run on ``--n`` (default 30,000)
 photos, compared between the start and the end of the run.
 
-The folder holds ``--n`` symlinks to ``--distinct`` ds-kaggle photos reduced to ``--side`` px (kept outside the
+The folder holds ``--n`` copies (each with its own bytes: a JPEG comment names the copy) of ``--distinct``
+ds-kaggle photos reduced to ``--side`` px (kept outside the
 repository, under ``--out``), so the run is long in photos but short in time on a shared 2-core machine. The model is
 a small fabricated pack (the ``tiny`` backbone of the tests) unless ``--model`` is given: what could grow with the
 number of photos is the pipeline's own state (queues, reorder buffer, tables, heatmap names), not the network.
@@ -63,10 +64,17 @@ def build_folder(data: Path, out: Path, n: int, distinct: int, side: int) -> Pat
         small.append(t)
     folder = out / f"photos{n}"
     folder.mkdir(exist_ok=True)
+    blobs = [p.read_bytes() for p in small]
     for k in range(n):
-        link = folder / f"{k:06d}.jpg"
-        if not link.exists():
-            link.symlink_to(small[k % len(small)])
+        dst = folder / f"{k:06d}.jpg"
+        if dst.is_symlink():  # a folder from an older version of this benchmark
+            dst.unlink()
+        if not dst.exists():
+            # Distinct bytes per copy (a JPEG comment naming the copy, right after SOI; the pixels are unchanged),
+            # so every photo has its own SHA-256, as in a real archive.
+            b = blobs[k % len(blobs)]
+            com = f"gsscreen memory benchmark copy {k}".encode()
+            dst.write_bytes(b[:2] + b"\xff\xfe" + (len(com) + 2).to_bytes(2, "big") + com + b[2:])
     return folder
 
 
@@ -83,6 +91,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=2000, help="photos at the start / end compared")
     args = ap.parse_args()
 
+    load0 = os.getloadavg()
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     folder = build_folder(args.data, args.out, args.n, args.distinct, args.side)
     model = args.model
     if model is None:
@@ -124,7 +134,9 @@ def main() -> None:
     def peak(ss: list[dict], k: str) -> float:
         return max(s[k] for s in ss) / 1024 if ss else float("nan")
 
-    print(f"{args.n} photos in {samples[-1]['t']:.0f} s ({len(samples)} RSS samples), load {os.getloadavg()[0]:.1f}")
+    load1 = os.getloadavg()
+    print(f"{args.n} photos (distinct bytes each) in {samples[-1]['t']:.0f} s ({len(samples)} RSS samples); load "
+          f"average at the end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     for k in ("main_kb", "workers_kb"):
         a, b = peak(first, k), peak(last, k)
         print(f"  {k[:-3]:<8} peak RSS over photos {w // 4}-{w}: {a:7.1f} MB; over the last {w}: {b:7.1f} MB "

@@ -9,7 +9,8 @@ syndrome, half controls; symlinked into ``--out``):
   threads screening uses: ONNX Runtime when available) on the aligned crops, model loading excluded;
 - ``screen``: ``gsscreen screen FOLDER --no-heatmap`` (this checkout), start-up included;
 - ``old``: the same command from ``--old-src`` (the code before the pipeline; e.g. ``git archive 884fee0 src``);
-- the same two with heatmaps.
+- the same two with heatmaps, on the first ``--n-heatmap`` photos of each class (default 100 in all: the old path
+  takes seconds a photo on a busy machine).
 
 Goals: ``(align + forward) / screen ≥ 0.8`` without heatmaps; ``old / screen ≥ 2`` with heatmaps.
 
@@ -81,10 +82,15 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model pack (default: the shipped demo model)")
     ap.add_argument("--old-src", type=Path, default=None, help="src/ of the code before the pipeline")
     ap.add_argument("--no-heatmap-only", action="store_true", help="skip the heatmap comparison")
+    ap.add_argument("--n-heatmap", type=int, default=100,
+                    help="photos of the heatmap comparison (the old path takes seconds a photo on a busy machine)")
+    ap.add_argument("--old-no-heatmap", action="store_true", help="also time the old path without heatmaps")
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="bench_pipeline_")))
     args = ap.parse_args()
 
     py = sys.executable
+    load0 = os.getloadavg()
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     folder = photo_folder(args.data, args.n, args.out / "photos")
     model = ["--model", args.model] if args.model else []
     res: dict[str, float] = {}
@@ -100,32 +106,39 @@ def main() -> None:
     r = subprocess.run([py, "-c", _FORWARD, args.model or "-", str(args.out / "align" / "crops"), str(args.batch)],
                        env={**os.environ, "PYTHONPATH": str(REPO_SRC)}, capture_output=True, text=True, check=True)
     res["forward"] = json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+    print(f"  align: {res['align']:.1f} s, forward: {res['forward']:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
     warm = args.out / "cache_screen"
     _run([py, "-m", "gsscreen", "screen", str(next(folder.iterdir())), *model, "-o", str(fresh("first")),
           "--no-heatmap"], REPO_SRC, warm)  # the one-time export of the ONNX body into the cache
-    runs = [("screen", REPO_SRC, ["--no-heatmap"])]
-    if args.old_src:
-        runs.append(("old", args.old_src, ["--no-heatmap"]))
+    hm_folder = photo_folder(args.data, args.n_heatmap, args.out / f"photos_hm{args.n_heatmap}")
+    runs = [("screen", REPO_SRC, ["--no-heatmap"], folder)]
+    if args.old_src and args.old_no_heatmap:
+        runs.append(("old", args.old_src, ["--no-heatmap"], folder))
     if not args.no_heatmap_only:
-        runs.append(("screen_heatmap", REPO_SRC, []))
+        runs.append(("screen_heatmap", REPO_SRC, [], hm_folder))
         if args.old_src:
-            runs.append(("old_heatmap", args.old_src, []))
-    for name, src, extra in runs:
+            runs.append(("old_heatmap", args.old_src, [], hm_folder))
+    for name, src, extra, photos in runs:
         # screening keeps no face cache; its cache holds the one-time ONNX export (made before timing, below)
-        res[name] = _run([py, "-m", "gsscreen", "screen", str(folder), *model, "-o", str(fresh(name)), *extra], src,
+        res[name] = _run([py, "-m", "gsscreen", "screen", str(photos), *model, "-o", str(fresh(name)), *extra], src,
                          warm)
-    n = args.n
+        print(f"  {name}: {res[name]:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+    n, nh = args.n, args.n_heatmap
     bound = res["align"] + res["forward"]
-    print(f"{n} ds-kaggle photos, batch {args.batch}, load {os.getloadavg()[0]:.1f} (1-min average at the end)")
+    load1 = os.getloadavg()
+    print(f"{n} ds-kaggle photos, batch {args.batch}; load average at start {load0[0]:.2f}, at the end "
+          f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (1/5/15 min)")
     for k, v in res.items():
-        print(f"  {k:<16} {v:8.1f} s  {n / v:6.1f} photos/s")
+        m = nh if "heatmap" in k else n
+        print(f"  {k:<16} {v:8.1f} s  {m / v:6.1f} photos/s ({m} photos)")
     print(f"screen (no heatmap) vs its bound (align + forward = {bound:.1f} s): {bound / res['screen']:.0%} "
           "(goal >= 80%)")
     if "old" in res:
         print(f"speed-up without heatmaps: {res['old'] / res['screen']:.2f}x (old {res['old']:.1f} s)")
     if "old_heatmap" in res:
         print(f"speed-up with heatmaps: {res['old_heatmap'] / res['screen_heatmap']:.2f}x (goal >= 2x)")
-    (args.out / "result.json").write_text(json.dumps({"n": n, "batch": args.batch, **res}, indent=2))
+    (args.out / "result.json").write_text(json.dumps({"n": n, "n_heatmap": nh, "batch": args.batch, "load_start": load0,
+                                                     "load_end": load1, **res}, indent=2))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,45 @@ def test_screening_with_onnx_equals_torch(model: ScreeningModel, tmp_path: Path,
                                           runtime="torch"), progress=False)
     np.testing.assert_allclose(a["p_gs"], b["p_gs"], atol=1e-4)
     assert getattr(model, "onnx_body", None) is None  # the run leaves the model as it found it
+
+
+def test_regions_beside_the_cam_equal_the_torch_ones(model: ScreeningModel, astronaut: np.ndarray,
+                                                     grace_hopper: np.ndarray,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the body on ONNX Runtime the occluded views run on a second thread while torch computes the CAM
+    (only when every CAM layer lies in the shared body, which torch's hooks then never see); the results equal
+    the all-torch ones."""
+    import threading
+
+    from gsscreen import explain_regions
+
+    preps = [model.prepare(img) for img in (astronaut, grace_hopper)]
+    real = explain_regions.pack_regions
+    tta = model.tta_flip
+    try:
+        # mirror averaged (the plain view runs with the occluded ones) or not (its P(GS) comes from the CAM)
+        for model.tta_flip in (True, False):
+            model.use_onnx(False)
+            ref = model.screen_prepared(preps, heatmap=True)
+            where: list[str] = []
+
+            def spy(*a, **kw):
+                where.append(threading.current_thread().name)  # noqa: B023 (called before the loop moves on)
+                return real(*a, **kw)
+
+            monkeypatch.setattr(explain_regions, "pack_regions", spy)
+            assert model.use_onnx(True) == ""
+            got = model.screen_prepared(preps, heatmap=True)
+            monkeypatch.setattr(explain_regions, "pack_regions", real)
+            model.use_onnx(False)
+            in_frozen_body = model.shared_upto > 4  # the tiny backbone's CAM layer is body.4
+            assert len(where) == 1 and where[0].startswith("gsscreen-regions") == in_frozen_body
+            for r, g in zip(ref, got, strict=True):
+                assert r.regions is not None and g.regions is not None and set(g.regions) == set(r.regions)
+                np.testing.assert_allclose([g.regions[k] for k in r.regions], [r.regions[k] for k in r.regions],
+                                           atol=2e-4)
+                np.testing.assert_allclose(g.fold_p_gs, r.fold_p_gs, atol=1e-4)
+                np.testing.assert_allclose(g.heatmap, r.heatmap, atol=1e-4)
+    finally:
+        model.tta_flip = tta
+        model.use_onnx(False)

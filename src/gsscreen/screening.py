@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import glob
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -475,21 +476,52 @@ class ScreeningModel:
             return []
         t0 = time.perf_counter()
         x = torch.from_numpy(np.stack([b.model_input for b in batch])).permute(0, 3, 1, 2).float().div_(255.0)
-        if heatmap:
-            p, maps, flat = self.explain_tensor(x)
-        else:
-            p, maps, flat = self.predict_tensor(x), None, None
         regions = None
-        if heatmap:  # facial-region attributions beside the heatmap: one forward of every occluded view
+        if heatmap:
+            # Facial-region attributions beside the heatmap: one forward of every occluded view (6 per photo, as
+            # much work as the CAM's backward passes). On ONNX Runtime they run on a second thread while torch
+            # computes the CAM (both release the GIL), so a free core halves the wait.
+            # Without mirror averaging the CAM's P(GS) is that of the plain view, so the side thread waits for it
+            # instead of running the unoccluded view again.
+            from concurrent.futures import Future
+
             from gsscreen.explain_regions import pack_regions
 
-            regions = pack_regions(self, batch)
+            side = plain = None
+            if self._regions_beside_cam():
+                plain = None if self.tta_flip else Future()
+                side = _side_thread().submit(pack_regions, self, batch, None if plain is None else plain.result)
+            try:
+                p, maps, flat = self.explain_tensor(x)
+            except BaseException as exc:
+                if plain is not None:
+                    plain.set_exception(exc)
+                if side is not None:
+                    side.exception()  # the side thread is done with this batch before the error goes up
+                raise
+            if plain is not None:
+                plain.set_result(p.mean(axis=1))
+            regions = side.result() if side is not None else pack_regions(self, batch)
+        else:
+            p, maps, flat = self.predict_tensor(x), None, None
         share = (time.perf_counter() - t0) / len(batch)
         out = [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
                             share) for i, b in enumerate(batch)]
         for r, reg in zip(out, regions or [], strict=False):
             r.regions = reg
         return out
+
+    def _regions_beside_cam(self) -> bool:
+        # The occluded views may run beside the CAM only when they touch no torch module the CAM hooks: the shared
+        # body on ONNX Runtime, every CAM layer inside it (the fold heads after it carry no hooks).
+        if getattr(self, "onnx_body", None) is None:
+            return False
+        from gsscreen.explain_cam import _stage_index
+
+        try:
+            return all(_stage_index(n, self.n_body) < self.shared_upto for n in self.cam.layers)
+        except ValueError:
+            return False
 
     def _finish(self, prep: PreparedPhoto, fold_p: np.ndarray, maps: np.ndarray | None, flat: np.ndarray | None,
                 seconds: float) -> ScreenResult:
@@ -567,6 +599,20 @@ class ScreeningModel:
         light.models = []
         light.onnx_body = None
         return light
+
+
+_SIDE: list[Any] = []
+_SIDE_LOCK = threading.Lock()
+
+
+def _side_thread() -> Any:
+    """One process-wide helper thread (regions beside the CAM, see :meth:`ScreeningModel.screen_prepared`)."""
+    with _SIDE_LOCK:
+        if not _SIDE:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _SIDE.append(ThreadPoolExecutor(1, thread_name_prefix="gsscreen-regions"))
+        return _SIDE[0]
 
 
 @dataclass

@@ -77,13 +77,13 @@ _PREP: dict[str, Any] = {}
 
 
 def _worker_init(light: ScreeningModel, done: dict[str, str], age: float | None, max_pixels: int | None,
-                 ppid: int) -> None:
+                 ppid: int, pixels: bool = True) -> None:
     import cv2
 
     from gsscreen.procs import exit_with_parent
 
     cv2.setNumThreads(1)  # N single-threaded workers use N cores without oversubscribing them
-    _PREP.update(model=light, done=done, age=age, max_pixels=max_pixels)
+    _PREP.update(model=light, done=done, age=age, max_pixels=max_pixels, pixels=pixels)
     if os.getppid() != ppid:  # the parent died while this worker was starting
         os._exit(1)
     exit_with_parent()  # a SIGKILLed run must not leave its workers waiting on the task queue
@@ -116,9 +116,23 @@ def prepare_path(model: ScreeningModel, path: str, done: dict[str, str], age: fl
     return sha, prep
 
 
+def _without_pixels(item: tuple[str | None, Any]) -> tuple[str | None, Any]:
+    # Without a heatmap the model needs only ``model_input``: the aligned crop and the boxed photo (~0.5 MB a photo,
+    # for the heatmap PNGs) are not pickled back to the main process.
+    prep = item[1]
+    if prep is not None and hasattr(prep, "model_input"):
+        prep.crop = None
+        prep.faces_overlay = None
+    return item
+
+
 def _prepare_many(jobs: list[tuple[int, str]]) -> list[tuple[int, str | None, Any]]:
     m = _PREP["model"]
-    return [(i, *prepare_path(m, p, _PREP["done"], _PREP["age"], _PREP["max_pixels"])) for i, p in jobs]
+    out = []
+    for i, p in jobs:
+        item = prepare_path(m, p, _PREP["done"], _PREP["age"], _PREP["max_pixels"])
+        out.append((i, *(item if _PREP.get("pixels", True) else _without_pixels(item))))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ output files
@@ -233,7 +247,7 @@ class _Writer:
             pngs.append((d / f"{stem}_faces.png", res.faces_overlay))
         for q, arr in pngs:
             tmp = q.with_name(q.name + ".tmp")
-            Image.fromarray(arr).save(tmp, format="PNG")
+            Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)  # zlib's fastest: ~5x less time
             os.replace(tmp, q)
         if res.regions:  # the region bar chart beside the heatmap
             from gsscreen.explain_regions import region_bars
@@ -284,20 +298,36 @@ class _Writer:
 # ------------------------------------------------------------------------------------------------ the pipeline
 
 
-def _prepared_stream(model: ScreeningModel, files: list[str], done: dict[str, str], cfg: ScreenConfig,
-                     window: int) -> Iterator[tuple[int, str | None, Any]]:
-    """``(index, sha256, prepared or result or None)`` for every file, in input order, at most ``window`` ahead."""
+def _start_workers(model: ScreeningModel, files: list[str], done: dict[str, str], cfg: ScreenConfig) -> Any:
+    """The worker pool (None for ``workers=0`` or a single photo), its processes already starting: they import
+    and unpickle while this process loads the ONNX body."""
     workers = max(0, int(cfg.workers))
     if workers == 0 or len(files) < 2:
-        for i, f in enumerate(files):
-            yield (i, *prepare_path(model, f, done, cfg.age_months))
-        return
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        return None
+    from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    n = min(workers, len(files))
+    ex = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(model.preprocessor(), done, cfg.age_months, None, os.getpid(),
+                                       bool(cfg.heatmap)))
+    for _ in range(n):  # processes start on demand: ask for all of them now
+        ex.submit(os.getpid)
+    return ex
+
+
+def _prepared_stream(model: ScreeningModel, files: list[str], done: dict[str, str], cfg: ScreenConfig,
+                     window: int, ex: Any = None) -> Iterator[tuple[int, str | None, Any]]:
+    """``(index, sha256, prepared or result or None)`` for every file, in input order, at most ``window`` ahead
+    (in the processes of ``ex``, from :func:`_start_workers`; in this one when None)."""
+    if ex is None:
+        for i, f in enumerate(files):
+            item = prepare_path(model, f, done, cfg.age_months)
+            yield (i, *(item if cfg.heatmap else _without_pixels(item)))
+        return
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     chunk = 4  # photos per task: small next to a batch, large enough to amortise the inter-process traffic
-    ex = ProcessPoolExecutor(min(workers, len(files)), mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(model.preprocessor(), done, cfg.age_months, None, os.getpid()))
     try:
         pending: set[Any] = set()
         ready: dict[int, tuple[int, str | None, Any]] = {}
@@ -351,14 +381,9 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
 
     b = int(cfg.batch_size)
     threads = torch.get_num_threads()
-    if cfg.workers > 0:
-        torch.set_num_threads(model_threads(cfg.workers))
+    ex = _start_workers(model, files, writer.done, cfg)  # the workers start up while the model gets ready
     onnx_before = getattr(model, "onnx_body", None)
-    why = model.use_onnx(cfg.runtime == "auto", threads=torch.get_num_threads())
-    if why and cfg.runtime == "auto" and progress:
-        print(f"the frozen body runs on torch ({why})", file=sys.stderr)
-    bar = tqdm(total=len(files), desc="screening", unit="photo", disable=not progress or len(files) < 2,
-               smoothing=0.05)
+    bar = None
     block: list[tuple[int, str | None, Any]] = []
 
     def flush() -> None:
@@ -378,14 +403,24 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
         block.clear()
 
     try:
-        for item in _prepared_stream(model, files, writer.done, cfg, window=2 * b):
+        if cfg.workers > 0:
+            torch.set_num_threads(model_threads(cfg.workers))
+        why = model.use_onnx(cfg.runtime == "auto", threads=torch.get_num_threads())
+        if why and cfg.runtime == "auto" and progress:
+            print(f"the frozen body runs on torch ({why})", file=sys.stderr)
+        bar = tqdm(total=len(files), desc="screening", unit="photo", disable=not progress or len(files) < 2,
+                   smoothing=0.05)
+        for item in _prepared_stream(model, files, writer.done, cfg, window=2 * b, ex=ex):
             block.append(item)
             if item[0] % b == b - 1 or item[0] == len(files) - 1:  # batch j = input positions [j·b, (j+1)·b)
                 flush()
     finally:
         torch.set_num_threads(threads)
         model.onnx_body = onnx_before
-        bar.close()
+        if bar is not None:
+            bar.close()
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
     writer.finish(bad_names + files)
     writer.write_json(model, bad_inputs)
     return pd.read_csv(out / RESULTS_CSV, keep_default_na=True)
