@@ -1,7 +1,7 @@
 """Which demo model generalises? Variants side by side on the identity-grouped hold-out and held-out utk-kids.
 
     nice -n 10 .venv/bin/python benchmarks/bench_generalise.py --run /work/artifacts/model/demo_run \\
-        [--features /work/artifacts/model] [--out /work/artifacts/model/bench_generalise]
+        [--runs RUN2 RUN3 ...] [--features /work/artifacts/model] [--out /work/artifacts/model/bench_generalise]
 
 Reads the split that ``scripts/train_demo_model.py`` wrote into its run folder (``clusters.csv``: every photo's
 likely-same-child cluster and side; no cluster on both sides) and the per-crop face descriptors of
@@ -16,8 +16,10 @@ measured once on the held-out side:
 - CPU seconds to fit and predict (descriptors already computed; computing them costs the same for all
   FaceNet variants, see generalise_features.py).
 
-The shipped model's row (the study's conv head on frozen FaceNet, an ensemble of five fold models) is read from
-the run's ``holdout_predictions.csv`` / ``holdout_metrics.json`` (its CPU time is the study's wall time).
+Study variants (``scripts/train_demo_model.py --split-from RUN``: flip TTA, fine-tuned FaceNet stages, augmented
+views, one fold or five) are rows read from their run folders' ``holdout_predictions.csv`` (P(GS) on the pack's own
+scale, the pack's threshold) and ``holdout_metrics.json``; the row whose weights are the shipped pack's is marked.
+Every row is measured on the same held-out photos: those every listed run scored and every descriptor covers.
 Variants whose descriptors are missing are listed as skipped.
 """
 
@@ -132,10 +134,28 @@ def evaluate(name: str, make: Callable[[float], Callable], grid: list[float], fe
     ds = t["source"].to_numpy()[he] == "ds-kaggle"
     y_he = y[he][ds]
     sens95 = float(sensitivity_at_specificity(y_he, p_he[ds], [0.95])[0])
-    return {"variant": name, "holdout_auc": float(roc_auc_score(y_he, p_he[ds])), "sens_at_spec_0.95": sens95,
+    return {"variant": name, "n_kaggle": int(ds.sum()), "n_utk": int((~ds).sum()),
+            "holdout_auc": float(roc_auc_score(y_he, p_he[ds])), "sens_at_spec_0.95": sens95,
             "sens_at_threshold": float((p_he[ds][y_he == 1] >= thr).mean()),
             "spec_at_threshold": float((p_he[ds][y_he == 0] < thr).mean()),
             "utk_fpr": float((p_he[~ds] >= thr).mean()), "cpu_s": cpu, "C": best[1], "oof_auc": float(best[0])}
+
+
+def run_row(pred: pd.DataFrame, common: set[str], threshold: float) -> dict:
+    """A training run's hold-out row from its ``holdout_predictions.csv`` (P(GS) on the pack's own scale), on the
+    photos in ``common`` only, at the pack's ``threshold``."""
+    from sklearn.metrics import roc_auc_score
+
+    from gsscreen.evaluation.roc import sensitivity_at_specificity
+
+    h = pred[pred["image"].isin(common) & pred["p_gs"].notna()]
+    ds = h[h["set"] == "ds-kaggle"]
+    y, p = ds["label"].eq("GS").to_numpy(int), ds["p_gs"].to_numpy(float)
+    u = h.loc[h["set"] == "utk-kids", "p_gs"].to_numpy(float)
+    return {"n_kaggle": len(ds), "n_utk": len(u), "holdout_auc": float(roc_auc_score(y, p)),
+            "sens_at_spec_0.95": float(sensitivity_at_specificity(y, p, [0.95])[0]),
+            "sens_at_threshold": float((p[y == 1] >= threshold).mean()),
+            "spec_at_threshold": float((p[y == 0] < threshold).mean()), "utk_fpr": float((u >= threshold).mean())}
 
 
 def study_wall_s(run: Path) -> float:
@@ -149,6 +169,22 @@ def study_wall_s(run: Path) -> float:
     stamps = [ln[:23] for ln in log.read_text(errors="replace").splitlines() if ln[:4].isdigit()]
     t = [dt.datetime.strptime(x, "%Y-%m-%d %H:%M:%S,%f") for x in (stamps[0], stamps[-1])] if stamps else []
     return (t[1] - t[0]).total_seconds() if t else float("nan")
+
+
+def _weights_sha(pack: Path) -> str | None:
+    import zipfile
+
+    if not pack.is_file():
+        return None
+    with zipfile.ZipFile(pack) as z:
+        return json.loads(z.read("model.json")).get("weights_sha256")
+
+
+def is_shipped(run: Path) -> bool:
+    """True when the run's measured pack holds the same weights as the shipped demo pack (signing adds a file, so
+    the bytes differ; the weights' SHA-256 does not)."""
+    sha = _weights_sha(run / "demo_model.gss")
+    return sha is not None and sha == _weights_sha(REPO / "src" / "gsscreen" / "assets" / "demo_model.gss")
 
 
 def run_label(m: dict, run: Path) -> str:
@@ -181,8 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     t["y"] = t["label"].eq("GS").astype(int)
     d = load_descriptors(args.features, t["crop"].tolist())
     have = np.all([np.isfinite(v).all(axis=1) for v in d.values()], axis=0) if d else np.zeros(len(t), bool)
+    # Every row on the same held-out photos: those every listed run scored (a photo without an aligned crop, or
+    # whose stored body output is missing, has no P(GS) there) and that have every descriptor.
+    preds = {run: pd.read_csv(run / "holdout_predictions.csv") for run in [args.run, *args.runs]
+             if (run / "holdout_predictions.csv").is_file()}
+    for hp in preds.values():
+        scored = set(hp.loc[hp["p_gs"].notna(), "image"])
+        have &= ~(t["side"].eq("held") & ~t["image"].isin(scored)).to_numpy()
     t = t[have].reset_index(drop=True)
     d = {k: v[have] for k, v in d.items()}
+    common = set(t.loc[t["side"].eq("held"), "image"])
     train = t["side"].eq("train").to_numpy()
     is_utk = t["source"].eq("utk-kids").to_numpy()
     ones = np.ones(len(t))
@@ -239,20 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         m = json.loads(metrics_path.read_text())
         if i == 0 and args.reuse:
             rows = [r for r in rows if not str(r["variant"]).startswith(("study", "shipped"))]
-        rows.insert(i, {"variant": ("shipped: " if i == 0 else "") + run_label(m, run),
-                        "holdout_auc": m["ds_kaggle_holdout"]["auc"],
-                        "sens_at_spec_0.95": m["ds_kaggle_holdout_sensitivity_at_specificity_0.95"],
-                        "sens_at_threshold": m["ds_kaggle_holdout"]["recall"],
-                        "spec_at_threshold": m["ds_kaggle_holdout"]["specificity"],
-                        "utk_fpr": m["utk_holdout_false_positive_rate"],
-                        "cpu_s": m.get("train_cpu_s") or study_wall_s(run),
+        rows.insert(i, {"variant": ("shipped: " if is_shipped(run) else "") + run_label(m, run),
+                        **run_row(preds[run], common, float(m["threshold"])),
+                        "cpu_s": m.get("train_cpu_s") or study_wall_s(run), "cpu_is_wall": not m.get("train_cpu_s"),
                         "C": None, "oof_auc": None})
     (args.out / "skipped.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "skipped.json").write_text(json.dumps(skipped))
     skipped = [s for s in skipped if not s.startswith(("fine-tuning", "stronger", "grey vs"))]
-    skipped += ["fine-tuning the last FaceNet stages: not run (2 shared CPU cores; each fold re-runs the "
-                "unfrozen stages every epoch)",
-                "stronger colour/blur augmentation: needs augmented-view body passes per photo (CPU)",
+    if not any("fine-tuned" in str(r["variant"]) for r in rows):
+        skipped.append("fine-tuning the last FaceNet stages: no run given (train_demo_model.py --split-from RUN "
+                       "--unfreeze-stages 2, then --runs DIR)")
+    skipped += ["blur augmentation: the study's augmentation has none (rotation, crop, flip, colour jitter, "
+                "grey frames)",
                 "grey vs replicated border: see benchmarks/bench_border.py (the crops here are grey)"]
     res = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -261,13 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"identity-grouped hold-out: {int((t['side'].eq('held') & ~t['source'].eq('utk-kids')).sum())} "
              f"ds-kaggle + {int((t['side'].eq('held') & t['source'].eq('utk-kids')).sum())} utk-kids photos "
              f"({n_he} in all); training side: {int(train.sum())} photos",
-             "", "| variant | hold-out AUC | sens. @ spec 0.95 | sens / spec at its threshold | utk-kids called GS "
-             "| CPU s |", "|---|---|---|---|---|---|"]
+             "", "| variant | n Kaggle / UTK | hold-out AUC | sens. @ spec 0.95 | sens / spec at its threshold "
+             "| utk-kids called GS | CPU s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['holdout_auc']:.4f} | {r['sens_at_spec_0.95']:.3f} | "
+        lines.append(f"| {r['variant']} | {r['n_kaggle']} / {r['n_utk']} | {r['holdout_auc']:.4f} | "
+                     f"{r['sens_at_spec_0.95']:.3f} | "
                      f"{r['sens_at_threshold']:.3f} / {r['spec_at_threshold']:.3f} | {100 * r['utk_fpr']:.1f}% | "
-                     f"{r['cpu_s']:.0f} |")
-    lines += ["", "skipped:"] + [f"- {s}" for s in skipped]
+                     f"{r['cpu_s']:.0f}{' (wall)' if r.get('cpu_is_wall') is True else ''} |")
+    lines += ["", "CPU s: LR / MLP rows: fitting and CV on stored descriptors (computing the descriptors is extra, "
+              "the same for every FaceNet row); study rows: the training process (feature caching, five folds, "
+              "baseline), one thread; (wall) = the study's wall time from its log (runs that did not record CPU).",
+              "", "skipped:"] + [f"- {s}" for s in skipped]
     text = "\n".join(lines) + "\n"
     (args.out / "results.md").write_text(text)
     print(text)

@@ -320,8 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run_study(load_cohort(csv), args.out / "study", build_config("default", None, overrides))
         print(result.summary_table().to_string())
     t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
-    if args.score_only and (args.out / "holdout_metrics.json").is_file():  # keep the study's own cost
-        c_train = json.loads((args.out / "holdout_metrics.json").read_text()).get("train_cpu_s", c_train)
+    cost = args.out / "study_cost.json"  # the study's own CPU cost, kept for --score-only re-measurements
+    if not args.score_only:
+        cost.write_text(json.dumps({"train_cpu_s": c_train, "train_wall_s": t_train}) + "\n")
+    elif cost.is_file():
+        c_train = float(json.loads(cost.read_text())["train_cpu_s"])
 
     # Exported and measured as a work copy in the run folder (the shipped path is always signature-checked);
     # copied to --pack and signed at the end.
