@@ -70,3 +70,5 @@ def test_evaluate_writes_predictions_metrics_and_report(tmp_path: Path, astronau
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
     assert "external validation" in html.lower() and "Results by sex" in html and "Decision curve" in html
     assert "PPV at the given prevalence" in html and "ROC per test fold" not in html
+    # one fixed model: the cohort table speaks of photos analysed, not of test folds
+    assert "Photos analysed" in html and "Test photos (all folds)" not in html

@@ -154,10 +154,12 @@ def _jpeg_uri(path: Path, quality: int = 88) -> str:
 def cohort_section(run: RunData, flow: Any = None, flow_fig: F.SavedFigure | None = None) -> Section:
     pred = run.predictions
     n_gs, n_ctrl = int((pred["y"] == 1).sum()), int((pred["y"] == 0).sum())
-    rows: list[tuple[str, str]] = [
-        ("Test photos (all folds)", f"{len(pred)} ({n_gs} GS, {n_ctrl} control)"),
-        ("Folds", str(len(run.folds))),
-    ]
+    external = (run.metrics or {}).get("kind") == "external_validation"  # one fixed model: no folds, no test subsets
+    counts = f"{len(pred)} ({n_gs} GS, {n_ctrl} control)"
+    rows: list[tuple[str, str]] = (
+        [("Photos analysed", counts)] if external
+        else [("Test photos (all folds)", counts), ("Folds", str(len(run.folds)))]
+    )
     if "subject" in pred.columns:
         subj = pred.groupby("y")["subject"].nunique()
         rows.append(
@@ -168,7 +170,8 @@ def cohort_section(run: RunData, flow: Any = None, flow_fig: F.SavedFigure | Non
         rows.append(("Syndromes (GS photos)", "; ".join(f"{k}: {v}" for k, v in syndromes.items())))
     fails = run.failures
     n_fail = 0 if fails is None else len(fails)
-    rows.append(("Photos left out (alignment or reading failures)", "not recorded" if fails is None else str(n_fail)))
+    what = "no face, quality gate or reading failures" if external else "alignment or reading failures"
+    rows.append((f"Photos left out ({what})", "not recorded" if fails is None else str(n_fail)))
     ctx: dict[str, Any] = {"summary": make_table("cohort_summary", ["", ""], rows, cls="kv",
                                             caption="Cohort and photos analysed")}
     if fails is not None and n_fail:
