@@ -261,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--color-jitter", type=float, default=None, help="augment.color_jitter (preset: 0.4)")
     ap.add_argument("--export-folds", choices=("all", "best"), default="all",
                     help="ensemble of every fold model, or the fold with the best validation AUC (smaller pack)")
-    ap.add_argument("--weights-dtype", choices=("float32", "float16"), default="float32",
-                    help="storage type of the trained tensors in the pack (float16: half the size)")
+    ap.add_argument("--weights-dtype", choices=("float32", "float16", "qdelta8"), default="float32",
+                    help="storage type of the trained tensors in the pack (float16: half the size; qdelta8: int8 "
+                         "deltas from the installed weights, gsscreen.packquant)")
+    ap.add_argument("--quant-levels", type=int, default=31, help="qdelta8 code range ±N (1..127)")
     ap.add_argument("--score-only", action="store_true", help="reuse OUT's split and finished study: export, "
                                                                "measure and ship only")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (1 is fastest on a busy machine)")
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     export_model_pack(
         args.out / "study", work,
         ExportConfig(folds=args.export_folds, demo=True, name="gsscreen-demo-down-syndrome",
-                     weights_dtype=args.weights_dtype,
+                     weights_dtype=args.weights_dtype, quant_levels=args.quant_levels,
                      description="Down syndrome vs healthy (web-collected photos); a demonstration"),
     )
     from gsscreen.modelpack import load_model_pack
@@ -376,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                          "tta_flip": not args.no_tta_flip,
                          "unfreeze_stages": args.unfreeze_stages or 0,
                          "color_jitter": 0.4 if args.color_jitter is None else args.color_jitter,
-                         "export_folds": args.export_folds, "weights_dtype": args.weights_dtype},
+                         "export_folds": args.export_folds, "weights_dtype": args.weights_dtype,
+                         **({"quant_levels": args.quant_levels} if args.weights_dtype == "qdelta8" else {})},
         "audit": json.loads((args.out / "holdout_audit.json").read_text()),
         "train_wall_min": t_train / 60,
         # CPU seconds of the study (this process: feature caching, the folds, the baseline); 0 with --score-only.
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     export_model_pack(
         args.out / "study", work,
         ExportConfig(folds=args.export_folds, demo=True, name="gsscreen-demo-down-syndrome",
-                     weights_dtype=args.weights_dtype,
+                     weights_dtype=args.weights_dtype, quant_levels=args.quant_levels,
                      description="Down syndrome vs healthy (web-collected photos); a demonstration",
                      holdout_note=note),
     )

