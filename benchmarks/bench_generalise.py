@@ -171,20 +171,23 @@ def study_wall_s(run: Path) -> float:
     return (t[1] - t[0]).total_seconds() if t else float("nan")
 
 
-def _weights_sha(pack: Path) -> str | None:
+def _pack_identity(pack: Path) -> tuple | None:
     import zipfile
 
     if not pack.is_file():
         return None
     with zipfile.ZipFile(pack) as z:
-        return json.loads(z.read("model.json")).get("weights_sha256")
+        info = json.loads(z.read("model.json"))
+    # Same weights can be used with or without mirror averaging, under another calibration or threshold.
+    return tuple(json.dumps(info.get(k), sort_keys=True) for k in ("weights_sha256", "tta_flip", "threshold",
+                                                                   "calibration"))
 
 
 def is_shipped(run: Path) -> bool:
-    """True when the run's measured pack holds the same weights as the shipped demo pack (signing adds a file, so
-    the bytes differ; the weights' SHA-256 does not)."""
-    sha = _weights_sha(run / "demo_model.gss")
-    return sha is not None and sha == _weights_sha(REPO / "src" / "gsscreen" / "assets" / "demo_model.gss")
+    """True when the run's measured pack is the shipped demo pack: same weights, mirror averaging, calibration and
+    threshold (signing adds a file, so the bytes differ)."""
+    ident = _pack_identity(run / "demo_model.gss")
+    return ident is not None and ident == _pack_identity(REPO / "src" / "gsscreen" / "assets" / "demo_model.gss")
 
 
 def run_label(m: dict, run: Path) -> str:
@@ -286,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.insert(i, {"variant": ("shipped: " if is_shipped(run) else "") + run_label(m, run),
                         **run_row(preds[run], common, float(m["threshold"])),
                         "cpu_s": m.get("train_cpu_s") or study_wall_s(run), "cpu_is_wall": not m.get("train_cpu_s"),
+                        "pack_mb": m.get("pack_bytes", float("nan")) / 1e6,
                         "C": None, "oof_auc": None})
     (args.out / "skipped.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "skipped.json").write_text(json.dumps(skipped))
@@ -304,12 +308,14 @@ def main(argv: list[str] | None = None) -> int:
              f"ds-kaggle + {int((t['side'].eq('held') & t['source'].eq('utk-kids')).sum())} utk-kids photos "
              f"({n_he} in all); training side: {int(train.sum())} photos",
              "", "| variant | n Kaggle / UTK | hold-out AUC | sens. @ spec 0.95 | sens / spec at its threshold "
-             "| utk-kids called GS | CPU s |", "|---|---|---|---|---|---|---|"]
+             "| utk-kids called GS | CPU s | pack MB |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['n_kaggle']} / {r['n_utk']} | {r['holdout_auc']:.4f} | "
                      f"{r['sens_at_spec_0.95']:.3f} | "
                      f"{r['sens_at_threshold']:.3f} / {r['spec_at_threshold']:.3f} | {100 * r['utk_fpr']:.1f}% | "
-                     f"{r['cpu_s']:.0f}{' (wall)' if r.get('cpu_is_wall') is True else ''} |")
+                     f"{r['cpu_s']:.0f}{' (wall)' if r.get('cpu_is_wall') is True else ''} | "
+                     + (f"{r['pack_mb']:.1f} |" if isinstance(r.get("pack_mb"), float) and r["pack_mb"] == r["pack_mb"]
+                        else "– |"))
     lines += ["", "CPU s: LR / MLP rows: fitting and CV on stored descriptors (computing the descriptors is extra, "
               "the same for every FaceNet row); study rows: the training process (feature caching, five folds, "
               "baseline), one thread; (wall) = the study's wall time from its log (runs that did not record CPU).",

@@ -96,6 +96,8 @@ def main() -> None:
 
     import httpx
 
+    load0 = os.getloadavg()
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     files = sorted((args.data / "ds-kaggle" / "down").glob("*.jpg"))[: args.photos // 2]
     files += sorted((args.data / "ds-kaggle" / "healthy").glob("*.jpg"))[: args.photos // 2]
     photos = [f.read_bytes() for f in files]
@@ -112,14 +114,17 @@ def main() -> None:
                 r = asyncio.run(load(base, photos, clients, reqs))
                 rows.append((name, clients, r))
                 print(f"{name:<4} {clients:>3} clients × {reqs}: {r['rps']:.2f} req/s, p50 {r['p50']:.2f} s, "
-                      f"p95 {r['p95']:.2f} s, errors {r['errors']}/{r['n']}", flush=True)
+                      f"p95 {r['p95']:.2f} s, errors {r['errors']}/{r['n']} (load {os.getloadavg()[0]:.2f})",
+                      flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     by = {(n, c): r for n, c, r in rows}
     if ("old", 20) in by:
         print(f"throughput at 20 clients, new / old: {by[('new', 20)]['rps'] / by[('old', 20)]['rps']:.2f}x "
-              f"(goal >= 2x); load {os.getloadavg()[0]:.1f}")
+              "(goal >= 2x)")
+    load1 = os.getloadavg()
+    print(f"load average at the end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 
 
 if __name__ == "__main__":

@@ -186,3 +186,22 @@ def test_sigkill_in_the_middle_then_resume_gives_the_same_table(pack_path: Path,
     assert a == b and a.count(b"\n") == n + 1  # identical table, rows in the same order
     recs = list(read_records(jl))
     assert len(recs) == n and sorted(os.listdir(killed / "heatmaps")) == sorted(os.listdir(full / "heatmaps"))
+
+
+def test_resumption_tells_packs_with_the_same_weights_apart(model: ScreeningModel, tmp_path: Path) -> None:
+    """Same weights (same model id) but another mirror-averaging setting or threshold: a rerun must not reuse the
+    first pack's rows; a different creation time or card text changes nothing."""
+    import copy
+
+    from gsscreen.screening_pipeline import settings_hash
+
+    cfg = ScreenConfig(inputs=["x.jpg"], out_dir=str(tmp_path / "o"), heatmap=False)
+    h = settings_hash(model, cfg)
+    for key, value in (("tta_flip", not model.info.get("tta_flip", True)), ("threshold", 0.123)):
+        other = copy.copy(model)
+        other.info = {**model.info, key: value}
+        assert other.model_id == model.model_id
+        assert settings_hash(other, cfg) != h, key
+    same = copy.copy(model)
+    same.info = {**model.info, "created": "2000-01-01T00:00:00+00:00", "holdout_note": "other words"}
+    assert settings_hash(same, cfg) == h

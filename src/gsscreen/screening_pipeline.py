@@ -48,12 +48,19 @@ RESULTS_JSON = "results.json"
 _NOT_IN_SETTINGS = ("inputs", "out_dir", "batch_size", "workers")
 
 
+#: model.json fields that do not change a result (when the pack was made, its card text).
+_NOT_IN_PACK_SETTINGS = ("created", "holdout_note")
+
+
 def settings_hash(model: ScreeningModel, cfg: ScreenConfig) -> str:
-    """Hash (16 hex) of what shapes a row: the model id and every result-relevant field of ``cfg``."""
+    """Hash (16 hex) of what shapes a row: the model id, the pack's settings and every result-relevant field of
+    ``cfg``. The model id names the weights only; packs with the same weights can differ in mirror averaging,
+    calibration, thresholds or quality limits (the demo pack did), so those are hashed too."""
     from gsscreen.config import to_dict
 
     d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_SETTINGS}
-    blob = json.dumps({"model": model.model_id, **d}, sort_keys=True, default=str)
+    pack = {k: v for k, v in model.info.items() if k not in _NOT_IN_PACK_SETTINGS}
+    blob = json.dumps({"model": model.model_id, "pack": pack, **d}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
