@@ -65,8 +65,8 @@ RULES = {BALANCED: "youden", SCREENING: f"sensitivity@{SCREENING_SENSITIVITY}"}
 #: photo (the face found again a pixel or two away and cropped again) can land on the other side, and the result is
 #: "inconclusive" (reason ``borderline``). Measured by ``benchmarks/bench_call_stability.py`` on 35 held-out photos
 #: with P(GS) in [0.02, 0.98], each re-read from two turned copies: |Δ logit| median 0.085, 99th percentile 0.727;
-#: two readings on opposite sides of a band of half-width m differ by at least 2 m, so m = 0.727 / 2. At the demo
-#: threshold 0.502 the band is P(GS) 0.41–0.59. A pack records the value it was exported with (``model.json``
+#: two readings on opposite sides of a band of half-width m differ by at least 2 m, so m = 0.727 / 2. At a
+#: threshold of 0.5 the band is P(GS) 0.41–0.59. A pack records the value it was exported with (``model.json``
 #: ``borderline_logit``), older packs use this one. The logit scale makes the margin independent of a clinic
 #: prevalence (the odds shift moves P(GS) and the threshold alike).
 BORDERLINE_LOGIT = 0.36
