@@ -357,3 +357,15 @@ def test_qdelta8_refused_on_other_base_weights_or_broken_parts(run: Path, tmp_pa
             load_model_pack(_rewrite_zip(q, tmp_path / "b.gss", info=bad_info, weights=blob))
     with pytest.raises(ModelPackError, match="quant_levels"):
         export_model_pack(run, tmp_path / "bad.gss", ExportConfig(weights_dtype="qdelta8", quant_levels=200))
+
+
+def test_cli_export_weights_dtype(run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gsscreen.cli import app
+
+    r = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "q.gss"), "--weights-dtype", "qdelta8"])
+    assert r.exit_code == 0, r.output
+    assert read_model_pack(tmp_path / "q.gss").info["quantisation"]["scheme"] == "qdelta8"
+    r = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "b.gss"), "--weights-dtype", "int4"])
+    assert r.exit_code == 2 and "weights_dtype must be" in r.output

@@ -75,13 +75,16 @@ def export(
     operating_point: str = typer.Option("screening", help="Default operating point of the pack: screening "
                                         "(validation sensitivity ≥ 0.95) or balanced (Youden)."),
     sign: Path | None = typer.Option(None, "--sign", help="Sign the pack with this Ed25519 private key (PEM)."),
+    weights_dtype: str = typer.Option(
+        "float32", help="Storage of the trained weights: float32, float16 (half the size) or qdelta8 (int8 "
+        "differences from the installed backbone weights; fine-tuned packs about 1/6; see gsscreen.packquant)."),
 ) -> None:
     """Package a trained study as one model file (weights + model.json + MODEL_CARD.md)."""
     from gsscreen.modelpack import ExportConfig, ModelPackError, export_model_pack, read_model_pack
 
     cfg = ExportConfig(folds=folds, threshold_rule=threshold_rule, name=name, demo=demo,
                        age_range_months=_parse_age_range(age_range), cohort=str(cohort) if cohort else None,
-                       description=description, operating_point=operating_point)
+                       description=description, operating_point=operating_point, weights_dtype=weights_dtype)
     try:
         out = export_model_pack(run_dir, output, cfg)
         signer = None
