@@ -201,3 +201,26 @@ def test_cli_operating_point_and_prevalence(pack: Path, tmp_path: Path, astronau
     assert row["operating_point"] == "balanced"
     r = runner.invoke(app, ["screen", str(photo), "--model", str(pack), "--operating-point", "strict"])
     assert r.exit_code == 2 and "no operating point 'strict'" in r.output and "Traceback" not in r.output
+
+
+def test_screening_point_is_never_less_sensitive_than_the_balanced_one(tmp_path: Path) -> None:
+    """Well-separated validation scores: Youden's threshold already has sensitivity 1.0, and the highest threshold
+    with sensitivity >= 0.95 lies above it. The screening point must not trade that sensitivity away."""
+    rng = np.random.default_rng(0)
+    dirs = []
+    for k in range(3):
+        d = tmp_path / f"fold_{k}"
+        d.mkdir()
+        y = np.repeat([0, 1], 200)
+        # GS scores spread over 0.55–1.0, controls 0.0–0.5: Youden sits in the gap, sensitivity 1.0
+        p = np.where(y == 1, rng.uniform(0.55, 1.0, y.size), rng.uniform(0.0, 0.5, y.size))
+        pd.DataFrame({"set": ["val"] * y.size, "y": y, "p_gs": p}).to_csv(d / "predictions.csv", index=False)
+        dirs.append(d)
+    sec = decision_section(dirs)
+    assert sec is not None
+    ops = sec["operating_points"]
+    assert ops["balanced"]["sensitivity"] == pytest.approx(1.0)
+    assert ops["screening"]["threshold"] == pytest.approx(ops["balanced"]["threshold"])
+    assert ops["screening"]["sensitivity"] >= ops["balanced"]["sensitivity"]
+    assert "at most the youden threshold" in ops["screening"]["rule"]
+    assert sec["threshold"] == pytest.approx(ops["screening"]["threshold"])

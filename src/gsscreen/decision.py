@@ -152,6 +152,13 @@ def decision_section(fold_dirs: Sequence[Path], default: str = DEFAULT_OPERATING
     cal, measurement = choose_calibrator(p, y)
     pc = cal.predict(p)
     points = {name: _point(name, y, pc) for name in RULES}
+    if points[SCREENING].threshold > points[BALANCED].threshold:
+        # Where Youden's point already reaches the sensitivity target, the highest threshold that still reaches it
+        # lies above Youden's and trades sensitivity for specificity: the opposite of what a screening point is
+        # for. The screening point is then Youden's threshold (sensitivity never below the balanced point's).
+        b = points[BALANCED]
+        points[SCREENING] = OperatingPoint(SCREENING, b.threshold, b.sensitivity, b.specificity,
+                                           f"{RULES[SCREENING]}, at most the {RULES[BALANCED]} threshold")
     calibration: dict[str, Any] = {
         "map": cal.to_dict(),
         "train_prevalence": float(y.mean()),
