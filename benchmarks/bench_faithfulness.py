@@ -45,7 +45,8 @@ def held_out_gs(data: Path, out: Path, n: int) -> list[str]:
     sys.path.insert(0, str(REPO / "scripts"))
     from train_demo_model import build_split
 
-    _, held = build_split(data, out, seed=0)
+    # the demo model's split: seed 0, likely-same-child threshold 0.80 (scripts/train_demo_model.py defaults)
+    _, held, _ = build_split(data, out, seed=0, threshold=0.80)
     gs = sorted(held[(held["set"] == "ds-kaggle") & (held["label"] == "GS")]["image"].astype(str))
     return gs[:n] if n else gs
 

@@ -46,7 +46,8 @@ def _holdout(data: Path, holdout: Path | None, out: Path):  # type: ignore[no-un
         mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(mod)  # type: ignore[union-attr]
         out.mkdir(parents=True, exist_ok=True)
-        _, held = mod.build_split(data, out, seed=0)
+        # the demo model's split: seed 0, likely-same-child threshold 0.80 (scripts/train_demo_model.py defaults)
+        _, held, _ = mod.build_split(data, out, seed=0, threshold=0.80)
     else:
         held = pd.read_csv(holdout)
     return held[held["set"] == "ds-kaggle"]
@@ -66,9 +67,18 @@ def main() -> int:
     ap.add_argument("--agree", type=float, default=0.95)
     ap.add_argument("--auc-drop", type=float, default=0.02)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-quality")
+    ap.add_argument("--borderline-logit", type=float, default=None,
+                    help="half-width of the borderline band on the logit scale (default: the pack's; 0 = none)")
     ap.add_argument("--from-views", type=Path, default=None,
                     help="summarise an earlier run's views.csv (no screening)")
     args = ap.parse_args()
+    if args.borderline_logit is None:
+        from gsscreen.decision import BORDERLINE_LOGIT
+        from gsscreen.modelpack import read_model_pack
+        from gsscreen.screening import demo_model_path
+
+        args.borderline_logit = float(read_model_pack(demo_model_path()).info.get("borderline_logit",
+                                                                                  BORDERLINE_LOGIT))
     if args.from_views is not None:
         import pandas as pd
 
@@ -172,10 +182,23 @@ def summarise(df, thr: float, model_id: str, args: argparse.Namespace, t_start: 
     df["call0"] = df["photo"].map(full["p_gs"] >= thr)
     df["p0"] = df["photo"].map(full["p_gs"])
     df = df[df["photo"].isin(full.index)]
-    df["agree"] = (df["p_gs"] >= thr) == df["call0"]
+    # A view "agrees" unless it makes a confident call that differs from the full-quality photo's outcome: the
+    # screen shows a P(GS) within the borderline band (logit scale) as inconclusive, which is safe, and a photo whose
+    # full-quality P(GS) is itself borderline has no call a degraded view could keep. With a band of 0 this is
+    # plain call agreement.
+    band = float(getattr(args, "borderline_logit", 0.0) or 0.0)
+
+    def _lg(p: pd.Series) -> np.ndarray:
+        q = np.clip(p.to_numpy(float), 1e-9, 1 - 1e-9)
+        return np.log(q / (1 - q))
+
+    lt = float(np.log(thr / (1 - thr)))
+    df["decided0"] = df["photo"].map(pd.Series(np.abs(_lg(full["p_gs"]) - lt) >= band, index=full.index))
+    decided = np.abs(_lg(df["p_gs"].fillna(thr)) - lt) >= band
+    df["agree"] = ~decided | (df["decided0"].astype(bool) & ((df["p_gs"] >= thr) == df["call0"]))
     auc0 = _auc(full["y"].to_numpy(), full["p_gs"].to_numpy())
-    print(f"\nshipped model {model_id}, threshold {thr:.4f}; {len(full)} held-out ds-kaggle photos "
-          f"({int(full['y'].sum())} GS) found at full quality; AUC there {auc0:.3f}")
+    print(f"\nshipped model {model_id}, threshold {thr:.4f}, borderline band ±{band:g} logit; {len(full)} held-out "
+          f"ds-kaggle photos ({int(full['y'].sum())} GS) found at full quality; AUC there {auc0:.3f}")
     print(f"full-quality eye distance: median {full['iod_px'].median():.0f} px; "
           f"sharpness median {full['sharpness'].median():.2f} (5th pct {full['sharpness'].quantile(0.05):.2f})\n")
 
