@@ -36,6 +36,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,14 +204,20 @@ def score_heldout(pack: Path, held: pd.DataFrame, clustered: pd.DataFrame, store
     # one), so these numbers sit on the same scale as the pack's threshold and as screen_file's output.
     p[idx] = [model.decision.ensemble_probability(col) for col in np.stack(fold_ps, axis=1)]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
+    return out, end_to_end_check(model, held, p, idx, n_check, seed)
+
+
+def end_to_end_check(model, held: pd.DataFrame, p: np.ndarray, idx: list[int],  # type: ignore[no-untyped-def]
+                     n_check: int, seed: int) -> dict[str, Any]:
+    """Screen ``n_check`` of the scored photos (rows ``idx``) end to end with ``screen_file`` and report the largest
+    difference from the shortcut's P(GS) ``p``: the shortcut must be the screen's own number, up to rounding."""
     sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
     diffs = []
     for i in sample:
         r = model.screen_file(held["image"].iloc[i], heatmap=False)
         if r.p_gs is not None:
             diffs.append(abs(float(r.p_gs) - p[i]))
-    check = {"n_checked_end_to_end": len(diffs), "max_abs_diff_p_gs": float(max(diffs)) if diffs else None}
-    return out, check
+    return {"n_checked_end_to_end": len(diffs), "max_abs_diff_p_gs": float(max(diffs)) if diffs else None}
 
 
 def score_crops(model, held: pd.DataFrame, clustered: pd.DataFrame, n_check: int,  # type: ignore[no-untyped-def]
@@ -233,14 +240,7 @@ def score_crops(model, held: pd.DataFrame, clustered: pd.DataFrame, n_check: int
         fold_p = model.predict_tensor(c[: len(ok)].float().div(255.0))  # (B, K) per-fold P(GS)
         p[[part[j] for j in ok]] = [model.decision.ensemble_probability(row) for row in fold_p]
     out = held.assign(p_gs=p, problem=np.where(np.isnan(p), "no aligned crop", ""))
-    sample = np.random.default_rng(seed).choice(idx, size=min(n_check, len(idx)), replace=False)
-    diffs = []
-    for i in sample:
-        r = model.screen_file(held["image"].iloc[i], heatmap=False)
-        if r.p_gs is not None:
-            diffs.append(abs(float(r.p_gs) - p[i]))
-    return out, {"n_checked_end_to_end": len(diffs), "max_abs_diff_p_gs": float(max(diffs)) if diffs else None,
-                 "via_crops": True}
+    return out, {**end_to_end_check(model, held, p, idx, n_check, seed), "via_crops": True}
 
 
 def main(argv: list[str] | None = None) -> int:
