@@ -285,20 +285,22 @@ def export_model_pack(run_dir: str | Path, output: str | Path, cfg: ExportConfig
     out_tensors: dict[str, torch.Tensor] = {}
     store_dtype = torch.float16 if cfg.weights_dtype == "float16" else torch.float32
     quant: dict[str, Any] | None = None
-    for i, f in enumerate(kept):
-        for k, v in f["tensors"].items():
+    for f in kept:
+        for k in f["tensors"]:
             if k not in state:
                 raise ModelPackError(f"{f['dir'] / rf.CHECKPOINT}: tensor {k} is not part of the {backbone} model")
-            out_tensors[f"fold{i}.{k}"] = (v.to(store_dtype) if v.is_floating_point() else v).contiguous()
-        if cfg.weights_dtype == "qdelta8":
-            from gsscreen.packquant import quantisation_info, quantise_tensors
+    if cfg.weights_dtype == "qdelta8":
+        from gsscreen.packquant import quantisation_info, quantise_tensors
 
-            # deltas from the freshly built network's weights (the installed pretrained ones), which load rebuilds
-            for k in f["tensors"]:
-                del out_tensors[f"fold{i}.{k}"]
+        # deltas from the freshly built network's weights (the installed pretrained ones), which load rebuilds
+        for i, f in enumerate(kept):
             out_tensors.update({f"fold{i}.{k}": v for k, v in
                                 quantise_tensors(f["tensors"], state, cfg.quant_levels).items()})
-            quant = quantisation_info(f["tensors"], state, cfg.quant_levels)
+        quant = quantisation_info(kept[0]["tensors"], state, cfg.quant_levels)  # every fold holds the same names
+    else:
+        for i, f in enumerate(kept):
+            out_tensors.update({f"fold{i}.{k}": (v.to(store_dtype) if v.is_floating_point() else v).contiguous()
+                                for k, v in f["tensors"].items()})
     if frozen_source == "stored":
         out_tensors.update({f"frozen.{k}": v.contiguous() for k, v in frozen.items()})
     blob = st_save(out_tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
@@ -640,6 +642,8 @@ def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
     if offline and not base.pretrained_loaded:
         raise ModelPackError(f"{p}: needs the pretrained {info['backbone']} weights, which are not available on "
                              f"this machine ({base.spec.weights_hint or base.spec.weight_source})")
+    from gsscreen.packquant import restore_fold, split_name
+
     fresh = base.state_dict()
     quant = info.get("quantisation")
     if quant is not None and (not isinstance(quant, dict) or quant.get("scheme") != "qdelta8"):
@@ -649,8 +653,7 @@ def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
     frozen: dict[str, torch.Tensor] = {}
     for k, v in tensors.items():
         prefix, _, key = k.partition(".")
-        key, mark, suffix = key.partition("#")
-        part = mark + suffix  # "#int8" / "#scale" for a quantised tensor's halves, "" otherwise
+        key, part = split_name(key)  # part: "#int8" / "#scale" for a quantised tensor's halves, "" otherwise
         if part and (quant is None or prefix == "frozen"):
             raise ModelPackError(f"{p}: unexpected tensor {k} (quantised parts only in a qdelta8 pack's folds)")
         if key not in fresh:
@@ -669,8 +672,6 @@ def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
         else:
             raise ModelPackError(f"{p}: unexpected tensor {k} (names start with fold<i>. or frozen.)")
     if quant is not None:
-        from gsscreen.packquant import restore_fold
-
         # The codes are differences from this machine's freshly built weights: they must be the ones exported from.
         ref_keys = [str(k) for k in quant.get("delta_from_base") or []]
         missing_ref = [k for k in ref_keys if k not in fresh]
