@@ -127,6 +127,10 @@ def test_photos_never_touch_the_disk(client: TestClient, astronaut: np.ndarray,
     def refuse(*_a, **_k):
         raise AssertionError("a temporary file was created for an upload")
 
+    # The preparation pool starts on the first request, and starting worker processes may itself use tempfile
+    # (multiprocessing's temp dir): start it before tempfile is refused, so only the upload path is under test.
+    assert _post(client, encode(astronaut)).status_code == 200
+
     for name in ("SpooledTemporaryFile", "NamedTemporaryFile", "TemporaryFile", "mkstemp", "mkdtemp"):
         monkeypatch.setattr(tempfile, name, refuse)
     big = encode(np.asarray(Image.fromarray(astronaut).resize((1600, 1600))), "PNG")  # > 1 MB: would spool

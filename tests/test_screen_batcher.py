@@ -93,3 +93,23 @@ def test_warm_up_puts_the_body_on_onnx_runtime(model: ScreeningModel, photos: li
         b.close()
         model.use_onnx(False)
     assert res.p_gs == pytest.approx(model.screen_file(photos[0], heatmap=False).p_gs, abs=1e-4)
+
+
+def test_a_preparation_that_does_not_answer_times_out_and_the_pool_is_replaced(model: ScreeningModel,
+                                                                              photos: list[bytes]) -> None:
+    # A fresh pool cannot start its workers, let alone prepare a photo, in a millisecond: the wait ends with a
+    # plain answer instead of lasting for ever, the possibly stuck workers are killed, and the next photo is
+    # prepared by a new pool.
+    b = ScreenBatcher(model, BatcherConfig(workers=1, prepare_timeout_s=0.001))
+    try:
+        first_pool = b._get_pool()
+        res, sha = asyncio.run(b.screen(photos[0], None, False))
+        assert not res.ok and "unreadable" in res.flags and "longer than 0.001 s" in (res.problem or "")
+        assert sha == hashlib.sha256(photos[0]).hexdigest()
+        assert b._pool is None
+        b.cfg.prepare_timeout_s = 120.0
+        res, _ = asyncio.run(b.screen(photos[0], None, False))
+        assert b._pool is not None and b._pool is not first_pool
+    finally:
+        b.close()
+    assert res.ok and res.p_gs == pytest.approx(model.screen_file(photos[0], heatmap=False).p_gs, abs=1e-6)

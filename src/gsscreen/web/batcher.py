@@ -39,6 +39,8 @@ class BatcherConfig:
         max_wait_ms: how long the first photo of a batch waits for company, ms.
         max_pixels: largest accepted pixel count (decompression-bomb guard, read from the header).
         runtime: "auto" lets :meth:`ScreenBatcher.warm_up` put the shared frozen body on ONNX Runtime; "torch".
+        prepare_timeout_s: longest a photo's preparation may take, s (worker start-up included). Past it the
+            request gets an "unreadable" answer saying so, and the pool, whose worker may be stuck, is replaced.
     """
 
     workers: int = 2
@@ -46,6 +48,7 @@ class BatcherConfig:
     max_wait_ms: float = 5.0
     max_pixels: int | None = None
     runtime: str = "auto"
+    prepare_timeout_s: float = 60.0
 
 
 def _prepare_bytes(data: bytes, age: float | None) -> tuple[str, Any]:
@@ -115,18 +118,36 @@ class ScreenBatcher:
         for attempt in (0, 1):
             pool = self._get_pool()
             try:
-                return await asyncio.wrap_future(pool.submit(_prepare_bytes, data, age))
+                # No wait without an end: a worker that never answers (a stuck decoder, a pool whose processes
+                # could not start) must not hold the request, and its client, for ever.
+                return await asyncio.wait_for(asyncio.wrap_future(pool.submit(_prepare_bytes, data, age)),
+                                              timeout=self.cfg.prepare_timeout_s)
+            except TimeoutError:
+                self._discard_pool(pool, kill=True)
+                sha = hashlib.sha256(data).hexdigest()
+                return sha, self.model._empty(
+                    None, f"preparing the photo took longer than {self.cfg.prepare_timeout_s:g} s and was stopped",
+                    "unreadable", time.perf_counter())
             except BrokenProcessPool:
                 # A worker died (a decoder crash, the OOM killer): start a fresh pool; the photo gets one more try.
-                with self._lock:
-                    if self._pool is pool:
-                        self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
+                self._discard_pool(pool, kill=False)
                 if attempt:
                     sha = hashlib.sha256(data).hexdigest()
                     return sha, self.model._empty(None, "the photo could not be decoded (the decoder crashed)",
                                                   "unreadable", time.perf_counter())
         raise AssertionError("unreachable")
+
+    def _discard_pool(self, pool: ProcessPoolExecutor, kill: bool) -> None:
+        """Forget ``pool`` (the next request starts a fresh one); ``kill`` its processes too when one may be stuck
+        in native code, where no cancellation reaches. Other requests in that pool get a broken pool and retry."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        processes = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive():
+                proc.kill()
 
     def _prepare_here(self, data: bytes, age: float | None) -> tuple[str, PreparedPhoto | ScreenResult]:
         return hashlib.sha256(data).hexdigest(), self.model.prepare_file(data, age_months=age,
