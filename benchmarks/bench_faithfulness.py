@@ -2,8 +2,8 @@
 
 With the shipped demo model (``demo_model.gss``) on a fixed subset of its *held-out* ds-kaggle GS photos (the
 split of ``scripts/train_demo_model.py``, seed 0; the first ``--n`` by file name), each candidate map is
-computed for the 5-fold ensemble (each fold's map scaled to 0–1, then averaged, as ``gsscreen screen`` shows it)
-and scored by:
+computed for the 5-fold ensemble (each fold's map scaled to 0–1, then averaged; and, as ``gsscreen screen`` shows
+it, the one map of the ensemble's summed logit) and scored by:
 
 - on the face: the share of the map's mass inside :func:`gsscreen.explain.face_region_mask` (landmarks widened to
   forehead and chin); a map is "mainly on the face" when that share exceeds 0.5 (our statement of the paper's rule);
@@ -38,6 +38,9 @@ CANDIDATES = {
     "HiResCAM block17 (8x8)": ("hirescam", ("body.4",)),
     "HiResCAM block35+block17 (17x17+8x8)": ("hirescam", ("body.2", "body.4")),
     "Layer-CAM block35+block17 (17x17+8x8)": ("layercam", ("body.2", "body.4")),
+    # what screening shows: one map of the ensemble's summed logit, from one backward pass (the rows above are
+    # the mean of the folds' own maps, one backward pass each)
+    "HiResCAM block35+block17, ensemble logit": ("hirescam", ("body.2", "body.4"), "ensemble"),
 }
 
 
@@ -110,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(imgs)} photos aligned ({time.perf_counter() - t0:.0f} s); mean P(GS) {predict(imgs).mean():.3f}, "
           f"blurred {predict(canvas).mean():.3f}, all-grey image {predict(grey)[0]:.3f}", flush=True)
     maps: dict[str, np.ndarray] = {}
-    for label, (method, layers) in CANDIDATES.items():
+    for label, (method, layers, *combine) in CANDIDATES.items():
         spec = CamSpec(method, layers)
         per = []
         for i in range(0, len(x), 16):
-            _, m, _ = ensemble_cams(sm.models, x[i:i + 16], spec, shared_upto=sm.shared_upto)
+            _, m, _ = ensemble_cams(sm.models, x[i:i + 16], spec, shared_upto=sm.shared_upto,
+                                    combine=combine[0] if combine else "folds")
             per.append(m)
         mean = np.concatenate(per, axis=1).mean(axis=0)
         maps[label] = mean / np.maximum(mean.reshape(len(mean), -1).max(axis=1), 1e-12)[:, None, None]
@@ -135,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     sanity = {}
     m0 = sm.models[0]
     rnd = randomised_copy(m0, ("head.",), seed=1)
-    for label, (method, layers) in CANDIDATES.items():
-        if label.startswith("last stage"):
+    for label, (method, layers, *combine) in CANDIDATES.items():
+        if label.startswith("last stage") or combine:  # one model: the ensemble map is the fold's own
             continue
         spec = CamSpec(method, layers)
         _, a, _ = model_cams(m0, x, spec, batch_size=16)

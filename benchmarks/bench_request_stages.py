@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+CAM = "CAM (forward + one backward)"
+REGIONS = "regions (5 occluded views)"
 
 
 def main() -> None:
@@ -76,12 +78,15 @@ def main() -> None:
     x_all = torch.from_numpy(np.stack([p.model_input for p in preps])).permute(0, 3, 1, 2).float().div_(255.0)
     m.explain_tensor(x_all[:1])  # warm-up (allocator, ONNX session)
     pack_regions(m, preps[:1])
-    p1 = np.concatenate([m.explain_tensor(x_all[i:i + 1])[0] for i in range(n)]).mean(axis=1)
+    # as screen_prepared runs them: the regions compare with the plain view's P(GS) of the CAM's forward pass
+    plain1: list[np.ndarray] = []
+    for i in range(n):
+        m.explain_tensor(x_all[i:i + 1], on_plain=lambda pp: plain1.append(pp.mean(axis=1)))
+    p1 = np.concatenate(plain1)
     batch1: dict[str, float] = {}
     for i in range(n):  # a lone request: batch 1
-        for stage, fn in (("CAM (forward + backward per fold)", lambda i=i: m.explain_tensor(x_all[i:i + 1])),
-                          ("regions (6 views forward)", lambda i=i: pack_regions(
-                              m, preps[i:i + 1], None if m.tta_flip else lambda i=i: p1[i:i + 1]))):
+        for stage, fn in ((CAM, lambda i=i: m.explain_tensor(x_all[i:i + 1])),
+                          (REGIONS, lambda i=i: pack_regions(m, preps[i:i + 1], lambda i=i: p1[i:i + 1]))):
             t = time.thread_time()
             fn()
             batch1[stage] = batch1.get(stage, 0.0) + (time.thread_time() - t) / n
@@ -89,10 +94,10 @@ def main() -> None:
     for i in range(0, n, args.batch):  # a full batch
         chunk = preps[i:i + args.batch]
         x = x_all[i:i + len(chunk)]
-        p, maps, flat = timed("CAM (forward + backward per fold)", lambda x=x: m.explain_tensor(x), n)
-        # as screen_prepared runs them: without mirror averaging the plain view's P(GS) comes from the CAM
-        plain = None if m.tta_flip else (lambda p=p: p.mean(axis=1))
-        timed("regions (6 views forward)", lambda c=chunk, pl=plain: pack_regions(m, c, pl), n)
+        got: list[np.ndarray] = []
+        p, maps, flat = timed(CAM, lambda x=x, got=got: m.explain_tensor(
+            x, on_plain=lambda pp: got.append(pp.mean(axis=1))), n)
+        timed(REGIONS, lambda c=chunk, got=got: pack_regions(m, c, lambda: got[0]), n)
         for k, prep in enumerate(chunk):
             results.append(timed("overlay + result", lambda k=k, prep=prep, p=p, maps=maps, flat=flat:
                                  m._finish(prep, p[k], maps[:, k], flat[:, k], 0.0)))

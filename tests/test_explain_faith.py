@@ -111,6 +111,69 @@ def test_shared_body_maps_equal_each_fold_alone(layers: tuple[str, ...], shared:
     assert all(q.grad is None for q in a.parameters())
 
 
+def _summed_logit_map(models: list[nn.Module], x: torch.Tensor, layers: tuple[str, ...]) -> np.ndarray:
+    """Reference HiResCAM of the sum of the models' GS logits, computed the long way: each model run alone,
+    d(sum of logits)/d(activation) times the activation summed over channels and over the models (a shared layer
+    is one tensor seen by every model, so its terms add up the same way), ReLU, upsampled, each layer scaled to
+    0–1, the layers averaged and scaled again."""
+    import torch.nn.functional as F
+
+    from gsscreen.explain import normalise_cams
+
+    models = [copy.deepcopy(m) for m in models]  # unshared copies: one hook per model sees that model's pass only
+    acts: dict[tuple[int, str], torch.Tensor] = {}
+
+    def keep(k: int, n: str):
+        def hook(_m: nn.Module, _a: object, out: torch.Tensor) -> torch.Tensor:
+            acts[(k, n)] = out
+            return out.clone()  # the in-place ReLU after the layer must not overwrite it
+
+        return hook
+
+    handles = [m.get_submodule(n).register_forward_hook(keep(k, n)) for k, m in enumerate(models) for n in layers]
+    try:
+        with torch.enable_grad():
+            score = sum(m(x)[:, 1].sum() for m in models)
+            keys = list(acts)
+            grads = dict(zip(keys, torch.autograd.grad(score, [acts[k] for k in keys]), strict=True))
+    finally:
+        for h in handles:
+            h.remove()
+    per_layer = []
+    for n in layers:
+        signed = sum((grads[(k, n)] * acts[(k, n)]).sum(dim=1, keepdim=True) for k in range(len(models)))
+        up = F.interpolate(torch.relu(signed).detach(), size=x.shape[2:], mode="bilinear", align_corners=False)
+        per_layer.append(normalise_cams(up[:, 0].numpy())[0])
+    return normalise_cams(np.mean(per_layer, axis=0))[0]
+
+
+@pytest.mark.parametrize("layers,shared", [(("body.2", "body.3"), 5), (("body.2", "body.4"), 3), (("body.1",), 0)])
+def test_ensemble_map_is_the_cam_of_the_summed_logits(layers: tuple[str, ...], shared: int) -> None:
+    """combine="ensemble": one map per photo, from one backward pass, equal to the CAM of the folds' summed GS
+    logit computed model by model; P(GS) stays each fold's own."""
+    torch.manual_seed(1)
+    a = create_model("tiny", pretrained=False).eval()
+    b = copy.deepcopy(a)
+    for q in b.parameters():
+        q.data.add_(torch.randn_like(q) * 0.3)
+    for i in range(shared):
+        b.body[i] = a.body[i]
+    x = torch.rand(3, 3, 64, 64)
+    spec = CamSpec("hirescam", layers)
+    p, maps, flat = ensemble_cams([a, b], x, spec, shared_upto=shared, combine="ensemble")
+    assert maps.shape == (1, 3, 64, 64) and flat.shape == (1, 3)
+    np.testing.assert_allclose(maps[0], _summed_logit_map([a, b], x, layers), atol=1e-5)
+    p_folds, maps_folds, _ = ensemble_cams([a, b], x, spec, shared_upto=shared)
+    np.testing.assert_allclose(p, p_folds, atol=1e-6)
+    assert maps_folds.shape == (2, 3, 64, 64)
+    assert all(q.grad is None for q in a.parameters())
+    # one model: the ensemble map is that model's map
+    _, one, _ = ensemble_cams([a], x, spec, combine="ensemble")
+    np.testing.assert_allclose(one, ensemble_cams([a], x, spec)[1], atol=1e-6)
+    with pytest.raises(ValueError, match="combine"):
+        ensemble_cams([a], x, spec, combine="average")
+
+
 def test_unshared_bodies_are_refused_and_layers_checked() -> None:
     a = create_model("tiny", pretrained=False).eval()
     b = copy.deepcopy(a)

@@ -142,10 +142,14 @@ def test_pack_records_its_cam_and_screening_shows_regions(tmp_path, astronaut) -
     assert 'id="region-bars"' in html and "periocular" in html and "data:image/png;base64," in html
     assert regions_figure_html(None) == ""
     assert sm.screen(astronaut, heatmap=False).regions is None
-    # A pack whose model.json names another CAM is explained with it (one pass over the shared frozen body).
+    # A pack whose model.json names another CAM is explained with it: one map of the ensemble (one backward pass
+    # over the shared frozen body), P(GS) per fold; the plain view's P(GS) is handed on for the regions.
     sm.cam = CamSpec("layercam", ("body.2", "body.4"))
-    p, maps, flat = sm.explain_tensor(sm.to_tensor(res.crop))
-    assert maps.shape == (2, 1, 64, 64) and p.shape == (1, 2) and not flat.any()
+    plain: list[np.ndarray] = []
+    p, maps, flat = sm.explain_tensor(sm.to_tensor(res.crop), on_plain=plain.append)
+    assert maps.shape == (1, 1, 64, 64) and p.shape == (1, 2) and not flat.any()
+    assert plain[0].shape == (1, 2)
+    np.testing.assert_allclose(plain[0], sm.predict_tensor_views(sm.to_tensor(res.crop)), atol=1e-5)
 
 
 def test_fold_summary_and_fig3_table_per_fold_and_pooled() -> None:

@@ -38,7 +38,8 @@ signed demo pack) gets its backbone's measured default.
 
 :func:`ensemble_cams` computes the maps of several fold models that share their first ``shared_upto`` body stages
 (a model pack's frozen body): the shared part runs once for the batch, the earliest CAM layer's input is the only
-leaf that needs a gradient, and each fold's maps come from its own backward pass over that one graph.
+leaf that needs a gradient, and each fold's maps come from its own backward pass over that one graph; or, with
+``combine="ensemble"`` (what screening shows), one map of the ensemble's summed logit from a single backward pass.
 """
 
 from __future__ import annotations
@@ -132,16 +133,23 @@ def _stage_index(layer: str, n_body: int) -> int:
     return int(parts[1])
 
 
-def _layer_map(method: str, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, h, w)`` non-negative map of one layer from its activation and the class gradient."""
+def _layer_contribution(method: str, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)`` signed map of one layer from its activation and the class gradient (before the ReLU)."""
     import torch
 
     a, g = act.detach().float(), grad.float()
     if method == "gradcam":
-        return torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1, keepdim=True))
+        return (g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1, keepdim=True)
     if method == "hirescam":
-        return torch.relu((g * a).sum(dim=1, keepdim=True))
-    return torch.relu((torch.relu(g) * a).sum(dim=1, keepdim=True))
+        return (g * a).sum(dim=1, keepdim=True)
+    return (torch.relu(g) * a).sum(dim=1, keepdim=True)
+
+
+def _layer_map(method: str, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)`` non-negative map of one layer from its activation and the class gradient."""
+    import torch
+
+    return torch.relu(_layer_contribution(method, act, grad))
 
 
 def _fuse(per_layer: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -172,16 +180,26 @@ def ensemble_cams(
     spec: CamSpec,
     shared_upto: int = 0,
     class_idx: int = 1,
+    combine: str = "folds",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CAM maps of each fold model for a batch: ``(probs (B, K), maps (K, B, H, W) 0–1, flat (K, B))``.
+    """CAM maps of a fold ensemble for a batch: ``(probs (B, K), maps (M, B, H, W) 0–1, flat (M, B))``.
 
     models: K :class:`~gsscreen.models.GSNet` in eval mode whose ``body[:shared_upto]`` modules are *the same*
     objects (a model pack's frozen body; ``shared_upto=0`` for unrelated models). x: ``(B, 3, H, W)`` float 0–1.
     probs: softmax P(class_idx) of the plain view. No parameter's ``.grad`` is touched; hooks are removed and
     train/eval flags restored even on error.
+
+    combine: ``"folds"``: each fold's own map (M = K), one backward pass per fold; ``"ensemble"``: one map (M = 1)
+    of the ensemble's score, the sum of the folds' class logits, from *one* backward pass. A layer's signed map
+    (gradient times activation, before the ReLU) is linear in the gradient, so at a shared layer the ensemble map
+    is the ReLU of the sum of the folds' signed maps; at a fold's own layer the folds' signed maps are summed. It
+    differs from the mean of the folds' maps only in where the ReLU and the 0–1 scaling act, and it costs one
+    backward pass over the shared layers instead of K (``benchmarks/bench_faithfulness.py`` compares them).
     """
     import torch
 
+    if combine not in ("folds", "ensemble"):
+        raise ValueError(f"combine must be 'folds' or 'ensemble', got {combine!r}")
     if not models:
         raise ValueError("no models to explain")
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point() or x.shape[0] == 0:
@@ -245,13 +263,20 @@ def ensemble_cams(
                 out = model.head(f)  # type: ignore[operator]
                 logits.append(out[0] if isinstance(out, (tuple, list)) else out)
             current["fold"] = -1
-            per_fold: list[list[torch.Tensor]] = []
-            for k, lg in enumerate(logits):
+            for lg in logits:
                 if lg.ndim != 2 or not 0 <= class_idx < lg.shape[1]:
                     raise ValueError(f"model output must be (B, C) logits with class {class_idx}")
+            fold_acts = []
+            for k in range(len(logits)):
                 acts = [captured.get((-1 if st < s else k, n)) for n, st in zip(spec.layers, stages, strict=True)]
                 if any(a is None for a in acts):
                     raise ValueError(f"a CAM layer of {spec.label()} did not run in fold {k}'s forward pass")
+                fold_acts.append(acts)
+            per_fold: list[list[torch.Tensor]] = []
+            if combine == "ensemble":
+                per_fold.append(_ensemble_layer_maps(spec, stages, s, logits, fold_acts, class_idx))
+            for k, lg in enumerate(logits if combine == "folds" else []):
+                acts = fold_acts[k]
                 grads = torch.autograd.grad(lg[:, class_idx].sum(), acts, retain_graph=k < len(logits) - 1,
                                             allow_unused=True)
                 if any(g is None for g in grads):
@@ -266,6 +291,26 @@ def ensemble_cams(
             m.training = was
     maps, flats = zip(*(_fuse(layer_maps, tuple(x.shape[2:])) for layer_maps in per_fold), strict=True)
     return probs.cpu().numpy().astype(np.float64), np.stack(maps), np.stack(flats)
+
+
+def _ensemble_layer_maps(spec: CamSpec, stages: list[int], shared_upto: int, logits: list[torch.Tensor],
+                         fold_acts: list[list[torch.Tensor]], class_idx: int) -> list[torch.Tensor]:
+    # One backward pass of the summed class logits; each layer's map from the gradients of all its activations
+    # (a shared layer: one activation; a fold's own layer: one per fold), summed before the ReLU.
+    import torch
+
+    leaves: list[torch.Tensor] = []
+    where: list[list[int]] = []  # per CAM layer, the indices of its activations in ``leaves``
+    for j, st in enumerate(stages):
+        owners = [fold_acts[0][j]] if st < shared_upto else [acts[j] for acts in fold_acts]
+        where.append(list(range(len(leaves), len(leaves) + len(owners))))
+        leaves.extend(owners)
+    score = torch.stack([lg[:, class_idx].sum() for lg in logits]).sum()
+    grads = torch.autograd.grad(score, leaves, allow_unused=True)
+    if any(g is None for g in grads):
+        raise ValueError(f"the class logit does not depend on every layer of {spec.label()}")
+    return [torch.relu(sum(_layer_contribution(spec.method, leaves[i], grads[i]) for i in idx))  # type: ignore[misc]
+            for idx in where]
 
 
 def model_cams(model: nn.Module, x: torch.Tensor, spec: CamSpec, class_idx: int = 1,

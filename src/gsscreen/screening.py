@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
     import torch
     from torch import nn
@@ -263,12 +265,17 @@ class ScreeningModel:
                 out.append(p.view(-1, x.shape[0]).mean(0))
             return torch.stack(out, dim=1).cpu().numpy().astype(np.float64)
 
-    def explain_tensor(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-fold P(GS) ``(B, K)``, Grad-CAM maps ``(K, B, S, S)`` (each 0–1) and flat flags ``(K, B)``.
+    def explain_tensor(self, x: torch.Tensor, on_plain: Callable[[np.ndarray], None] | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-fold P(GS) ``(B, K)``, CAM maps ``(M, B, S, S)`` (each 0–1) and flat flags ``(M, B)``.
 
-        One backward pass for all folds (see the module docstring). The maps explain the plain view; P(GS)
-        averages in the mirror as in the study's evaluation. Equal to :func:`gsscreen.explain.compute_cams` run
-        on each fold model alone (tested).
+        The maps explain the plain view; P(GS) averages in the mirror as in the study's evaluation. ``on_plain``,
+        when given, receives the plain view's per-fold P(GS) ``(B, K)`` as soon as the CAM's forward pass has it
+        (the region attributions need it and need not run that view again).
+
+        The pack's CAM (:mod:`gsscreen.explain_cam`, e.g. HiResCAM) gives one map of the ensemble's summed logit
+        (M = 1) from a single backward pass. The older single-layer Grad-CAM gives each fold's map (M = K), in one
+        backward pass for all folds, equal to :func:`gsscreen.explain.compute_cams` run on each fold alone (tested).
         """
         import torch
         import torch.nn.functional as F
@@ -280,10 +287,10 @@ class ScreeningModel:
         if self.cam.layers != (self.cam_layer,) or self.cam.method != "gradcam":
             from gsscreen.explain_cam import ensemble_cams
 
-            p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s)
-            return ((p + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0 if self.tta_flip else p), maps, flat
+            p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s, combine="ensemble")
+            return self._with_mirror(x, p, on_plain), maps, flat
         if c is None or c >= self.n_body:
-            return self._explain_fallback(x)
+            return self._explain_fallback(x, on_plain)
         with torch.no_grad():
             if c < s:  # the CAM layer is in the shared frozen body
                 a = self._run(self.base, x, 0, c + 1)
@@ -313,10 +320,17 @@ class ScreeningModel:
             cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
             p_plain = torch.stack([torch.softmax(lg.detach().float(), dim=1)[:, 1] for lg in logits], dim=1)
         maps, flat = normalise_cams(cam.detach().float().cpu().numpy())
-        p = p_plain.cpu().numpy().astype(np.float64)
-        if self.tta_flip:
-            p = (p + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0
+        p = self._with_mirror(x, p_plain.cpu().numpy().astype(np.float64), on_plain)
         return p, maps.reshape(k_n, b, *x.shape[2:]), flat.reshape(k_n, b)
+
+    def _with_mirror(self, x: torch.Tensor, p_plain: np.ndarray,
+                     on_plain: Callable[[np.ndarray], None] | None) -> np.ndarray:
+        # The plain view's per-fold P(GS) (B, K) handed on, then averaged with the mirror's when the study did.
+        import torch
+
+        if on_plain is not None:
+            on_plain(p_plain)
+        return (p_plain + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0 if self.tta_flip else p_plain
 
     def predict_tensor_views(self, x: torch.Tensor) -> np.ndarray:
         """Per-fold P(GS) ``(B, K)`` of exactly these inputs (no mirror averaging)."""
@@ -327,16 +341,13 @@ class ScreeningModel:
             ps = [torch.softmax(self._fold_logits(k, f).float(), dim=1)[:, 1] for k in range(len(self.models))]
             return torch.stack(ps, dim=1).cpu().numpy().astype(np.float64)
 
-    def _explain_fallback(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _explain_fallback(self, x: torch.Tensor, on_plain: Callable[[np.ndarray], None] | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # A CAM layer outside ``body.N`` (a head layer): one Grad-CAM pass per fold model.
         from gsscreen.explain import compute_cams
 
         res = [compute_cams(m, x, layer=self.cam_layer) for m in self.models]
-        p = np.stack([r.probs[:, 1] for r in res], axis=1).astype(np.float64)
-        if self.tta_flip:
-            import torch
-
-            p = (p + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0
+        p = self._with_mirror(x, np.stack([r.probs[:, 1] for r in res], axis=1).astype(np.float64), on_plain)
         return p, np.stack([r.maps for r in res]), np.stack([r.flat for r in res])
 
     # --- photos
@@ -478,30 +489,26 @@ class ScreeningModel:
         x = torch.from_numpy(np.stack([b.model_input for b in batch])).permute(0, 3, 1, 2).float().div_(255.0)
         regions = None
         if heatmap:
-            # Facial-region attributions beside the heatmap: one forward of every occluded view (6 per photo, as
-            # much work as the CAM's backward passes). On ONNX Runtime they run on a second thread while torch
-            # computes the CAM (both release the GIL), so a free core halves the wait.
-            # Without mirror averaging the CAM's P(GS) is that of the plain view, so the side thread waits for it
-            # instead of running the unoccluded view again.
+            # Facial-region attributions beside the heatmap: one forward of each photo's five occluded views. On
+            # ONNX Runtime they run on a second thread while torch computes the CAM (both release the GIL), so a
+            # free core halves the wait. The unoccluded view they are compared with is the CAM's own forward pass
+            # (the plain view's P(GS)): the side thread waits for it instead of running that view again.
             from concurrent.futures import Future
 
             from gsscreen.explain_regions import pack_regions
 
-            side = plain = None
-            if self._regions_beside_cam():
-                plain = None if self.tta_flip else Future()
-                side = _side_thread().submit(pack_regions, self, batch, None if plain is None else plain.result)
+            plain: Future = Future()
+            beside = self._regions_beside_cam()
+            side = _side_thread().submit(pack_regions, self, batch, plain.result) if beside else None
             try:
-                p, maps, flat = self.explain_tensor(x)
+                p, maps, flat = self.explain_tensor(x, on_plain=lambda pp: plain.set_result(pp.mean(axis=1)))
             except BaseException as exc:
-                if plain is not None:
+                if not plain.done():
                     plain.set_exception(exc)
                 if side is not None:
                     side.exception()  # the side thread is done with this batch before the error goes up
                 raise
-            if plain is not None:
-                plain.set_result(p.mean(axis=1))
-            regions = side.result() if side is not None else pack_regions(self, batch)
+            regions = side.result() if side is not None else pack_regions(self, batch, plain.result)
         else:
             p, maps, flat = self.predict_tensor(x), None, None
         share = (time.perf_counter() - t0) / len(batch)
