@@ -97,7 +97,7 @@ def test_regions_beside_the_cam_equal_the_torch_ones(model: ScreeningModel, astr
             monkeypatch.setattr(explain_regions, "pack_regions", real)
             model.use_onnx(False)
             in_frozen_body = model.shared_upto > 4  # the tiny backbone's CAM layer is body.4
-            assert len(where) == 1 and where[0].startswith("gsscreen-regions") == in_frozen_body
+            assert len(where) == 1 and where[0].startswith("gsscreen-side") == in_frozen_body
             for r, g in zip(ref, got, strict=True):
                 assert r.regions is not None and g.regions is not None and set(g.regions) == set(r.regions)
                 np.testing.assert_allclose([g.regions[k] for k in r.regions], [r.regions[k] for k in r.regions],
@@ -107,3 +107,38 @@ def test_regions_beside_the_cam_equal_the_torch_ones(model: ScreeningModel, astr
     finally:
         model.tta_flip = tta
         model.use_onnx(False)
+
+
+def test_mirror_view_beside_the_cam_equals_the_torch_one(model: ScreeningModel, astronaut: np.ndarray,
+                                                         grace_hopper: np.ndarray,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mirror view's P(GS) needs no gradient: with the body on ONNX Runtime (and every CAM layer inside it) it
+    runs on the side thread while torch computes the CAM; P(GS) and the map equal the all-torch ones."""
+    import threading
+
+    preps = [model.prepare(img) for img in (astronaut, grace_hopper)]
+    tta = model.tta_flip
+    real = ScreeningModel.predict_tensor_views
+    where: list[str] = []
+
+    def spy(self: ScreeningModel, x: torch.Tensor) -> np.ndarray:
+        where.append(threading.current_thread().name)
+        return real(self, x)
+
+    try:
+        model.tta_flip = True
+        model.use_onnx(False)
+        ref = model.screen_prepared(preps, heatmap=True, regions=False)
+        monkeypatch.setattr(ScreeningModel, "predict_tensor_views", spy)
+        assert model.use_onnx(True) == ""
+        got = model.screen_prepared(preps, heatmap=True, regions=False)
+    finally:
+        monkeypatch.setattr(ScreeningModel, "predict_tensor_views", real)
+        model.tta_flip = tta
+        model.use_onnx(False)
+    in_frozen_body = model.shared_upto > 4  # the tiny backbone's CAM layer is body.4
+    assert len(where) == 1 and where[0].startswith("gsscreen-side") == in_frozen_body
+    for r, g in zip(ref, got, strict=True):
+        assert g.regions is None
+        np.testing.assert_allclose(g.fold_p_gs, r.fold_p_gs, atol=1e-4)
+        np.testing.assert_allclose(g.heatmap, r.heatmap, atol=1e-4)

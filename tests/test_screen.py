@@ -183,6 +183,15 @@ def test_cli_export_and_screen(pack_path: Path, tmp_path: Path, astronaut: np.nd
     assert "outside the ages the model was trained on" in r.output and "outside_age_range" not in r.output
     assert (tmp_path / "out" / "results.csv").is_file()
     assert list((tmp_path / "out" / "heatmaps").glob("a_gradcam.png"))
+    # the region bars (five more model passes a photo) only when asked for, and never without the heatmap
+    assert not list((tmp_path / "out" / "heatmaps").glob("a_regions.png"))
+    r = runner.invoke(app, ["screen", str(photo), "--model", str(tmp_path / "cli.gss"), "--regions",
+                            "-o", str(tmp_path / "out_regions")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out_regions" / "heatmaps" / "a_regions.png").is_file()
+    r = runner.invoke(app, ["screen", str(photo), "--model", str(tmp_path / "cli.gss"), "--regions", "--no-heatmap",
+                            "-o", str(tmp_path / "out_none")])
+    assert r.exit_code == 2 and "--regions needs the heatmap" in r.output
 
 
 def test_cli_without_any_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,3 +113,33 @@ def test_a_preparation_that_does_not_answer_times_out_and_the_pool_is_replaced(m
     finally:
         b.close()
     assert res.ok and res.p_gs == pytest.approx(model.screen_file(photos[0], heatmap=False).p_gs, abs=1e-6)
+
+
+def test_api_gives_region_attributions_only_when_asked(model: ScreeningModel, photos: list[bytes],
+                                                       tmp_path: Path) -> None:
+    # The API answers with the outcome and its reasons, and with the region bars only for regions=true: they cost
+    # five more model passes a photo. Requests of both kinds meet in one batch and each gets what it asked for.
+    app = create_app(ScreenAppConfig(audit_db=str(tmp_path / "a.sqlite"), batch_wait_ms=1000), model)
+    asks = [{"regions": "true"}, {}, {"regions": "false"}, {"regions": "true", "heatmap": "false"}]
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
+            return await asyncio.gather(*[
+                c.post("/api/screen", files={"photo": ("p.jpg", photos[0], "image/jpeg")}, params=q) for q in asks])
+
+    try:
+        bodies = [r.json() for r in asyncio.run(go())]
+    finally:
+        app.state.batcher.close()
+    one = model.screen_file(photos[0], heatmap=True, regions=True)
+    assert one.regions is not None
+    with_regions, default, without, no_heatmap = bodies
+    assert set(with_regions["regions"]) == set(one.regions)
+    np.testing.assert_allclose([with_regions["regions"][k] for k in one.regions], list(one.regions.values()),
+                               atol=2e-4)
+    assert default["regions"] is None and without["regions"] is None and no_heatmap["regions"] is None
+    assert default["heatmap_png_base64"] and no_heatmap["heatmap_png_base64"] is None
+    for b in bodies:
+        assert b["outcome"] == one.outcome and b["reasons"] == one.reasons
+        assert b["p_gs"] == pytest.approx(one.p_gs, abs=1e-6)
+    assert model.screen_file(photos[0], heatmap=True, regions=False).regions is None

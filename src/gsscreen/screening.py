@@ -33,6 +33,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     import pandas as pd
     import torch
@@ -266,7 +267,7 @@ class ScreeningModel:
             return torch.stack(out, dim=1).cpu().numpy().astype(np.float64)
 
     def explain_tensor(self, x: torch.Tensor, on_plain: Callable[[np.ndarray], None] | None = None,
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       mirror: Future | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-fold P(GS) ``(B, K)``, CAM maps ``(M, B, S, S)`` (each 0–1) and flat flags ``(M, B)``.
 
         The maps explain the plain view; P(GS) averages in the mirror as in the study's evaluation. ``on_plain``,
@@ -276,7 +277,24 @@ class ScreeningModel:
         The pack's CAM (:mod:`gsscreen.explain_cam`, e.g. HiResCAM) gives one map of the ensemble's summed logit
         (M = 1) from a single backward pass. The older single-layer Grad-CAM gives each fold's map (M = K), in one
         backward pass for all folds, equal to :func:`gsscreen.explain.compute_cams` run on each fold alone (tested).
+
+        The mirror view needs no gradient: when it can (:meth:`_beside_cam`) it runs on ONNX Runtime in the side
+        thread while torch computes the CAM, so a free core takes it (``mirror``: its future, when the caller
+        started it).
         """
+        import torch
+
+        if mirror is None and self.tta_flip and self._beside_cam():
+            mirror = _side_thread().submit(self.predict_tensor_views, torch.flip(x, dims=[3]))
+        try:
+            return self._explain(x, on_plain, mirror)
+        except BaseException:
+            if mirror is not None:
+                mirror.exception()  # the side thread is done with this batch before the error goes up
+            raise
+
+    def _explain(self, x: torch.Tensor, on_plain: Callable[[np.ndarray], None] | None,
+                 mirror: Future | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import torch
         import torch.nn.functional as F
 
@@ -288,7 +306,7 @@ class ScreeningModel:
             from gsscreen.explain_cam import ensemble_cams
 
             p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s, combine="ensemble")
-            return self._with_mirror(x, p, on_plain), maps, flat
+            return self._with_mirror(x, p, on_plain, mirror), maps, flat
         if c is None or c >= self.n_body:
             return self._explain_fallback(x, on_plain)
         with torch.no_grad():
@@ -320,17 +338,20 @@ class ScreeningModel:
             cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
             p_plain = torch.stack([torch.softmax(lg.detach().float(), dim=1)[:, 1] for lg in logits], dim=1)
         maps, flat = normalise_cams(cam.detach().float().cpu().numpy())
-        p = self._with_mirror(x, p_plain.cpu().numpy().astype(np.float64), on_plain)
+        p = self._with_mirror(x, p_plain.cpu().numpy().astype(np.float64), on_plain, mirror)
         return p, maps.reshape(k_n, b, *x.shape[2:]), flat.reshape(k_n, b)
 
-    def _with_mirror(self, x: torch.Tensor, p_plain: np.ndarray,
-                     on_plain: Callable[[np.ndarray], None] | None) -> np.ndarray:
+    def _with_mirror(self, x: torch.Tensor, p_plain: np.ndarray, on_plain: Callable[[np.ndarray], None] | None,
+                     mirror: Future | None = None) -> np.ndarray:
         # The plain view's per-fold P(GS) (B, K) handed on, then averaged with the mirror's when the study did.
         import torch
 
         if on_plain is not None:
             on_plain(p_plain)
-        return (p_plain + self.predict_tensor_views(torch.flip(x, dims=[3]))) / 2.0 if self.tta_flip else p_plain
+        if not self.tta_flip:
+            return p_plain
+        p_mirror = mirror.result() if mirror is not None else self.predict_tensor_views(torch.flip(x, dims=[3]))
+        return (p_plain + p_mirror) / 2.0
 
     def predict_tensor_views(self, x: torch.Tensor) -> np.ndarray:
         """Per-fold P(GS) ``(B, K)`` of exactly these inputs (no mirror averaging)."""
@@ -374,7 +395,7 @@ class ScreeningModel:
                             flag_messages=[FLAG_TEXT[flag]], problem=problem, seconds=time.perf_counter() - t0)
 
     def screen(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
-               file: str | None = None, scale: float = 1.0) -> ScreenResult:
+               file: str | None = None, scale: float = 1.0, regions: bool | None = None) -> ScreenResult:
         """Screen one ``(H, W, 3)`` uint8 RGB photo.
 
         ``age_months`` (optional, ≥ 0) enables the age-range flag. ``scale`` = original size / size of
@@ -383,7 +404,7 @@ class ScreeningModel:
         Equal to :meth:`prepare` followed by :meth:`screen_prepared` on a batch of one.
         """
         prep = self.prepare(image_rgb, age_months=age_months, file=file, scale=scale)
-        return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap=heatmap)[0]
+        return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap, regions)[0]
 
     def prepare(self, image_rgb: np.ndarray, age_months: float | None = None, file: str | None = None,
                 scale: float = 1.0) -> PreparedPhoto | ScreenResult:
@@ -439,7 +460,8 @@ class ScreeningModel:
                              faces_overlay=draw_faces(img, faces, scale=factor, max_side=DETECT_MAX_SIDE))
 
     def screen_faces(self, image_rgb: np.ndarray, age_months: float | None = None, heatmap: bool = True,
-                     file: str | None = None, scale: float = 1.0) -> list[ScreenResult]:
+                     file: str | None = None, scale: float = 1.0, regions: bool | None = None,
+                     ) -> list[ScreenResult]:
         """Screen *every* face of one photo, each as its own result (``gsscreen screen --face all``): the largest
         first, then the others in the detector's order; in each result ``faces`` marks that face as the scored one.
         Each face passes the quality gate on its own (the other faces do not make it ambiguous). No face → one
@@ -452,7 +474,7 @@ class ScreeningModel:
         img, factor, face, t0 = found
         batch = [self._prepared(img, f, factor, age_months, file, t0, chosen=True)
                  for f in align_each_face(img, face, self.align_config)]
-        return self.screen_prepared(batch, heatmap=heatmap)
+        return self.screen_prepared(batch, heatmap, regions)
 
     def _reduced(self, img: np.ndarray, factor: float) -> tuple[np.ndarray, float]:
         import cv2
@@ -477,18 +499,23 @@ class ScreeningModel:
             # frame or are turned, were done at the small size; at 4x the pixels they would cost 4x the work).
             return align_face(img, replace(self.align_config, retry=False))
 
-    def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True) -> list[ScreenResult]:
-        """The model on a batch of prepared photos (one batched forward; one batched Grad-CAM pass when
-        ``heatmap``): one :class:`ScreenResult` each, in order. ``seconds`` = the photo's preparation time plus
-        its share of the batch."""
+    def screen_prepared(self, batch: list[PreparedPhoto], heatmap: bool = True,
+                        regions: bool | None = None) -> list[ScreenResult]:
+        """The model on a batch of prepared photos (one batched forward; one batched CAM pass when ``heatmap``):
+        one :class:`ScreenResult` each, in order. ``seconds`` = the photo's preparation time plus its share of the
+        batch.
+
+        ``regions``: also the facial-region attributions (five more forward passes a photo, more than all the
+        rest of the model's work); None = with the heatmap. They need the heatmap's forward pass: without a
+        heatmap there are none."""
         import torch
 
         if not batch:
             return []
         t0 = time.perf_counter()
         x = torch.from_numpy(np.stack([b.model_input for b in batch])).permute(0, 3, 1, 2).float().div_(255.0)
-        regions = None
-        if heatmap:
+        region_deltas = None
+        if heatmap and (regions is None or regions):
             # Facial-region attributions beside the heatmap: one forward of each photo's five occluded views. On
             # ONNX Runtime they run on a second thread while torch computes the CAM (both release the GIL), so a
             # free core halves the wait. The unoccluded view they are compared with is the CAM's own forward pass
@@ -498,29 +525,36 @@ class ScreeningModel:
             from gsscreen.explain_regions import pack_regions
 
             plain: Future = Future()
-            beside = self._regions_beside_cam()
+            beside = self._beside_cam()
+            # the mirror view first: the CAM waits for it, the regions wait for the CAM's plain view
+            mirror = _side_thread().submit(self.predict_tensor_views, torch.flip(x, dims=[3])) if (
+                beside and self.tta_flip) else None
             side = _side_thread().submit(pack_regions, self, batch, plain.result) if beside else None
             try:
-                p, maps, flat = self.explain_tensor(x, on_plain=lambda pp: plain.set_result(pp.mean(axis=1)))
+                p, maps, flat = self.explain_tensor(x, on_plain=lambda pp: plain.set_result(pp.mean(axis=1)),
+                                                    mirror=mirror)
             except BaseException as exc:
                 if not plain.done():
                     plain.set_exception(exc)
                 if side is not None:
                     side.exception()  # the side thread is done with this batch before the error goes up
                 raise
-            regions = side.result() if side is not None else pack_regions(self, batch, plain.result)
+            region_deltas = side.result() if side is not None else pack_regions(self, batch, plain.result)
+        elif heatmap:
+            p, maps, flat = self.explain_tensor(x)
         else:
             p, maps, flat = self.predict_tensor(x), None, None
         share = (time.perf_counter() - t0) / len(batch)
         out = [self._finish(b, p[i], None if maps is None else maps[:, i], None if flat is None else flat[:, i],
                             share) for i, b in enumerate(batch)]
-        for r, reg in zip(out, regions or [], strict=False):
+        for r, reg in zip(out, region_deltas or [], strict=False):
             r.regions = reg
         return out
 
-    def _regions_beside_cam(self) -> bool:
-        # The occluded views may run beside the CAM only when they touch no torch module the CAM hooks: the shared
-        # body on ONNX Runtime, every CAM layer inside it (the fold heads after it carry no hooks).
+    def _beside_cam(self) -> bool:
+        # Views without autograd (the mirror, the occluded views) may run in the side thread beside the CAM only
+        # when they touch no torch module the CAM hooks: the shared body on ONNX Runtime, every CAM layer inside
+        # it (the fold heads after it carry no hooks).
         if getattr(self, "onnx_body", None) is None:
             return False
         from gsscreen.explain_cam import _stage_index
@@ -590,13 +624,13 @@ class ScreeningModel:
         return prep
 
     def screen_file(self, src: str | Path | bytes, age_months: float | None = None, heatmap: bool = True,
-                    max_pixels: int | None = None) -> ScreenResult:
+                    max_pixels: int | None = None, regions: bool | None = None) -> ScreenResult:
         """Read a photo (path or bytes; decoded at most :data:`DECODE_MAX_SIDE` large) and :meth:`screen` it.
 
         An unreadable photo gives a result with flag ``unreadable`` and the reason in ``problem``.
         """
         prep = self.prepare_file(src, age_months=age_months, max_pixels=max_pixels)
-        return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap=heatmap)[0]
+        return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap, regions)[0]
 
     def preprocessor(self) -> ScreeningModel:
         """A copy without the networks, for :meth:`prepare` / :meth:`prepare_file` in worker processes (small to
@@ -613,12 +647,12 @@ _SIDE_LOCK = threading.Lock()
 
 
 def _side_thread() -> Any:
-    """One process-wide helper thread (regions beside the CAM, see :meth:`ScreeningModel.screen_prepared`)."""
+    """One process-wide helper thread: the views without autograd (mirror, occluded) beside the CAM."""
     with _SIDE_LOCK:
         if not _SIDE:
             from concurrent.futures import ThreadPoolExecutor
 
-            _SIDE.append(ThreadPoolExecutor(1, thread_name_prefix="gsscreen-regions"))
+            _SIDE.append(ThreadPoolExecutor(1, thread_name_prefix="gsscreen-side"))
         return _SIDE[0]
 
 
@@ -680,6 +714,8 @@ class ScreenConfig:
     model: str | None = None
     age_months: float | None = None
     heatmap: bool = True
+    #: the facial-region bars beside each heatmap (five more forward passes a photo; ``--regions``)
+    regions: bool = False
     out_dir: str = "screening"
     quality: QualityLimits = field(default_factory=QualityLimits)
     face: str = "largest"  # which face: "largest" (one row per photo) or "all" (one row per face)

@@ -117,6 +117,8 @@ def screen(
     model: Path | None = typer.Option(None, "--model", "-m", help="Model pack (default: the shipped demo model)."),
     age_months: float | None = typer.Option(None, "--age-months", help="Age of the child in months (one for all)."),
     no_heatmap: bool = typer.Option(False, "--no-heatmap", help="Skip the Grad-CAM heatmaps (faster)."),
+    regions: bool = typer.Option(False, "--regions", help="Also the facial-region bars beside each heatmap: the "
+                                 "drop in P(GS) when each region is greyed out (5 more model passes a photo)."),
     output: Path = typer.Option(Path("screening"), "-o", "--output", help="Output folder (CSV, JSON, heatmaps)."),
     operating_point: str | None = typer.Option(None, "--operating-point", help=_OP_HELP),
     prevalence: float | None = typer.Option(None, "--prevalence", help=_PREV_HELP),
@@ -139,7 +141,9 @@ def screen(
     m = _load(model, trusted_key, operating_point, prevalence)
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
-                       workers=workers, runtime=runtime, face=face)
+                       workers=workers, runtime=runtime, face=face, regions=regions)
+    if regions and no_heatmap:
+        raise typer.BadParameter("--regions needs the heatmap: drop --no-heatmap")
     if face not in ("largest", "all"):
         raise typer.BadParameter("--face must be 'largest' or 'all'")
     table = screen_batch(m, cfg, progress=True)

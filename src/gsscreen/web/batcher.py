@@ -184,14 +184,13 @@ class ScreenBatcher:
             if stop:
                 return
 
-    def _run(self, batch: list[tuple[PreparedPhoto, bool, Future]]) -> None:
+    def _run(self, batch: list[tuple[PreparedPhoto, tuple[bool, bool], Future]]) -> None:
         self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
-        for heatmap in (True, False):
-            group = [b for b in batch if b[1] is heatmap]
-            if not group:
-                continue
+        # One model call per kind of answer asked for: (heatmap, regions).
+        for kind in sorted({b[1] for b in batch}, reverse=True):
+            group = [b for b in batch if b[1] == kind]
             try:
-                results = self.model.screen_prepared([p for p, _, _ in group], heatmap=heatmap)
+                results = self.model.screen_prepared([p for p, _, _ in group], heatmap=kind[0], regions=kind[1])
             except Exception as exc:  # every request of the batch hears about it; the thread lives on
                 for _, _, fut in group:
                     if not fut.done():
@@ -201,10 +200,11 @@ class ScreenBatcher:
                 if not fut.done():
                     fut.set_result(res)
 
-    async def screen(self, data: bytes, age_months: float | None = None,
-                     heatmap: bool = True) -> tuple[ScreenResult, str]:
+    async def screen(self, data: bytes, age_months: float | None = None, heatmap: bool = True,
+                     regions: bool | None = None) -> tuple[ScreenResult, str]:
         """Screen one photo given as file bytes: ``(result, sha256 of the bytes)``. A photo that cannot be
-        screened gives a result with ``problem`` set (as :meth:`ScreeningModel.screen_file`)."""
+        screened gives a result with ``problem`` set (as :meth:`ScreeningModel.screen_file`). ``regions``: the
+        facial-region attributions too (None = with the heatmap, as :meth:`ScreeningModel.screen_prepared`)."""
         from gsscreen.screening import ScreenResult
 
         self._ensure_thread()
@@ -214,7 +214,8 @@ class ScreenBatcher:
             prep.seconds = time.perf_counter() - t0
             return prep, sha
         fut: Future = Future()
-        self._queue.put((prep, bool(heatmap), fut))
+        self._queue.put((prep, (bool(heatmap), bool(heatmap) if regions is None else bool(regions and heatmap)),
+                         fut))
         res = await asyncio.wrap_future(fut)
         res.seconds = time.perf_counter() - t0
         return res, sha

@@ -97,6 +97,9 @@ class ScreenAppConfig:
         max_upload_mb: largest accepted photo, MB (larger → 413).
         max_pixels: largest accepted pixel count, read from the header before decoding (larger → 413).
         heatmap: compute the Grad-CAM heatmap by default.
+        api_regions: compute the facial-region attributions for API requests by default (``regions=true`` asks for
+            them per request; they cost five more model passes a photo). The web page, read by a person, always
+            shows them beside the heatmap.
         workers, max_batch, batch_wait_ms: concurrent requests are prepared in ``workers`` processes and meet in
             model batches of up to ``max_batch`` photos, collected for ``batch_wait_ms`` (see ``web/batcher.py``).
         allowed_hosts: host names (besides localhost and IP addresses) the app may be reached under.
@@ -110,6 +113,7 @@ class ScreenAppConfig:
     max_upload_mb: float = 20.0
     max_pixels: int = 40_000_000
     heatmap: bool = True
+    api_regions: bool = False
     workers: int = 2
     max_batch: int = 16
     batch_wait_ms: float = 5.0
@@ -359,6 +363,17 @@ class ScreenResponse(BaseModel):
                         "the training prevalence (or the one the server was started with)")
     suspected: bool | None = Field(description="p_gs >= threshold when a call was made; null when inconclusive")
     call: str = Field(description="'GS suspected — refer for genetic evaluation' or 'no GS signal'")
+    outcome: str = Field("inconclusive", description="the call as a code: refer, no_signal or inconclusive (no call "
+                         "on an unusable face or a P(GS) too close to the threshold, see reasons)")
+    reasons: list[str] = Field(default_factory=list, description="why the outcome is inconclusive, as codes "
+                               "(e.g. head_turned, borderline, small_face)")
+    notes: list[str] = Field(default_factory=list, description="remarks that do not withhold the call, as codes")
+    faces: list[dict[str, Any]] = Field(default_factory=list, description="every face found: box (x0, y0, x1, y1 "
+                                        "original px), score, scored (the one screened first)")
+    quality: dict[str, Any] = Field(default_factory=dict, description="the quality gate's measures of the face")
+    regions: dict[str, float] | None = Field(None, description="with regions=true: the drop in P(GS) when each "
+                                             "facial region is greyed out (periocular, nasal, perioral, outline, "
+                                             "outside); positive = evidence for GS")
     threshold: float = Field(description="the model's decision threshold (chosen on validation data)")
     model_id: str
     fold_p_gs: list[float] = Field(description="P(GS) of each fold model")
@@ -469,9 +484,10 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
         presented = got[7:].strip() if got[:7].lower() == "bearer " else (form_token or "")
         return hmac.compare_digest(presented.encode(), cfg.token.encode())
 
-    async def screen_bytes(data: bytes, age: float | None, heatmap: bool, channel: str) -> tuple[ScreenResult, str]:
+    async def screen_bytes(data: bytes, age: float | None, heatmap: bool, channel: str,
+                           regions: bool | None = None) -> tuple[ScreenResult, str]:
         """The screening of ``data`` and the photo's SHA-256 (as audited); refusals raise an audited UploadError."""
-        res, sha = await batcher.screen(data, age, heatmap)
+        res, sha = await batcher.screen(data, age, heatmap, regions)
         if res.ok:
             audit.record(channel=channel, sha256=sha, n_bytes=len(data), model_id=model.model_id, status=200,
                          p_gs=res.p_gs, call=res.call, flags=res.flags)
@@ -508,18 +524,22 @@ def create_app(cfg: ScreenAppConfig, model: ScreeningModel) -> FastAPI:
     # --- JSON API
     @app.post("/api/screen", response_model=ScreenResponse, responses=_ERRORS, openapi_extra=_UPLOAD_SCHEMA,
               summary="Screen one photo", tags=["screening"])
-    async def api_screen(request: Request, age_months: float | None = None, heatmap: bool | None = None) -> Any:
+    async def api_screen(request: Request, age_months: float | None = None, heatmap: bool | None = None,
+                         regions: bool | None = None) -> Any:
         """Upload one photo as `multipart/form-data` (field `photo`, optional `age_months`) or as the raw request
         body; get P(GS), the call, quality flags and (unless `heatmap=false`) the Grad-CAM overlay as a base64 PNG.
+        With `regions=true` (and the heatmap) also `regions`: the drop in P(GS) when each facial region is greyed
+        out (five more model passes a photo: the request costs about 1.7 times as much).
         Requires `Authorization: Bearer <token>` when the server was started with a token."""
         heatmap = cfg.heatmap if heatmap is None else heatmap
+        regions = cfg.api_regions if regions is None else regions
         data = None
         try:
             if not authorised(request):
                 raise UploadError(401, "unauthorized", "missing or wrong API token (Authorization: Bearer)")
             data, fields = await extract_photo(request, cfg)
             age = _age(fields.get("age_months")) if age_months is None else _age(age_months)
-            res, sha = await screen_bytes(data, age, heatmap, "api")
+            res, sha = await screen_bytes(data, age, heatmap, "api", regions)
         except UploadError as exc:
             refuse(exc, "api", data)
             return _json_error(exc)
