@@ -33,13 +33,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(src: Path, tmp: Path, model: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(src: Path, tmp: Path, model: str | None, extra: list[str] | None = None,
+                 ) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = _free_port()
     cmd = [sys.executable, "-m", "gsscreen", "serve", "--port", str(port), "--audit-db", str(tmp / f"a{port}.db")]
     if model:
         cmd += ["--model", model]
+    cmd += extra or []
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -92,6 +94,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO_SRC.parents[1] / "shared" / "data")
     ap.add_argument("--model", default=None)
     ap.add_argument("--old-src", type=Path, default=None)
+    ap.add_argument("--old-model", default=None, help="model pack for the old server (default: its own demo model)")
+    ap.add_argument("--sweep-max-batch", default="", help="also run the new server at these --max-batch values "
+                    "(comma-separated), 20 clients each, to choose the default")
     ap.add_argument("--requests", type=int, default=4, help="requests per client at 20 clients")
     ap.add_argument("--photos", type=int, default=100)
     args = ap.parse_args()
@@ -104,10 +109,11 @@ def main() -> None:
     files += sorted((args.data / "ds-kaggle" / "healthy").glob("*.jpg"))[: args.photos // 2]
     photos = [f.read_bytes() for f in files]
     tmp = Path(tempfile.mkdtemp(prefix="bench_service_"))
-    servers = [("new", REPO_SRC)] + ([("old", args.old_src)] if args.old_src else [])
+    servers = [("new", REPO_SRC, [])] + ([("old", args.old_src, [])] if args.old_src else [])
+    servers += [(f"new max_batch {v}", REPO_SRC, ["--max-batch", v]) for v in args.sweep_max_batch.split(",") if v]
     rows = []
-    for name, src in servers:
-        proc, base = start_server(src, tmp, args.model)
+    for name, src, extra in servers:
+        proc, base = start_server(src, tmp, args.old_model if name == "old" else args.model, extra)
         try:
             for d in photos[:2]:  # warm: detector, allocator, worker processes
                 httpx.post(base + "/api/screen", files={"photo": ("p.jpg", d, "image/jpeg")}, timeout=600)
@@ -118,7 +124,7 @@ def main() -> None:
                 r = asyncio.run(load(base, photos, clients, reqs, params))
                 label = name + (" +regions" if params else "")
                 rows.append((label, clients, r))
-                print(f"{label:<12} {clients:>3} clients × {reqs}: {r['rps']:.2f} req/s, p50 {r['p50']:.2f} s, "
+                print(f"{label:<18} {clients:>3} clients × {reqs}: {r['rps']:.2f} req/s, p50 {r['p50']:.2f} s, "
                       f"p95 {r['p95']:.2f} s, errors {r['errors']}/{r['n']} (load {os.getloadavg()[0]:.2f})",
                       flush=True)
         finally:

@@ -176,12 +176,15 @@ def serve(
     allow_host: list[str] = typer.Option([], "--allow-host", metavar="HOST",
                                          help="A host name the app may be reached under (besides localhost and IP "
                                               "addresses); repeat for several."),
+    max_batch: int | None = typer.Option(None, "--max-batch", min=1, help="Most concurrent photos screened as one "
+                                         "model batch (default: the measured best, see benchmarks/bench_service.py)."),
 ) -> None:
     """Run the local screening web app and JSON API (POST /api/screen; schema at /openapi.json, docs at /docs)."""
     from gsscreen.web.screen_app import ScreenAppConfig, check_bind, serve_app
 
     cfg = ScreenAppConfig(model=str(model) if model else None, host=host, port=port, token=token,
-                          audit_db=str(audit_db), max_upload_mb=max_upload_mb, allowed_hosts=tuple(allow_host))
+                          audit_db=str(audit_db), max_upload_mb=max_upload_mb, allowed_hosts=tuple(allow_host),
+                          **({"max_batch": max_batch} if max_batch else {}))
     try:
         check_bind(cfg)
     except ValueError as exc:

@@ -115,7 +115,9 @@ class ScreenAppConfig:
     heatmap: bool = True
     api_regions: bool = False
     workers: int = 2
-    max_batch: int = 16
+    # 8, not 16: at 20 clients on 2 cores it gave 9.3 req/s against 7.8 (4) and 8.6 (16), one run of
+    # benchmarks/bench_service.py --sweep-max-batch 4,8,16 (smaller batches keep the workers and the model in step)
+    max_batch: int = 8
     batch_wait_ms: float = 5.0
     allowed_hosts: tuple[str, ...] = ()
 
