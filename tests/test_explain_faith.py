@@ -90,17 +90,24 @@ def test_gradcam_equals_compute_cams() -> None:
     assert (flat[0] == ref.flat).all()
 
 
-@pytest.mark.parametrize("layers,shared", [(("body.2", "body.3"), 5), (("body.2", "body.4"), 3), (("body.1",), 0)])
-def test_shared_body_maps_equal_each_fold_alone(layers: tuple[str, ...], shared: int) -> None:
-    """Folds that share their first stages (a pack's frozen body) get the same maps as each model run alone, with
-    the CAM layers before, across and after the shared part."""
-    torch.manual_seed(0)
+def _two_folds(shared: int, seed: int) -> tuple[nn.Module, nn.Module]:
+    """Two tiny fold models that differ in their weights but share their first ``shared`` body stages (the module
+    objects, as a model pack does); the torch seed is set to ``seed`` first."""
+    torch.manual_seed(seed)
     a = create_model("tiny", pretrained=False).eval()
     b = copy.deepcopy(a)
     for q in b.parameters():
         q.data.add_(torch.randn_like(q) * 0.3)
     for i in range(shared):
-        b.body[i] = a.body[i]  # share the module objects, as a model pack does
+        b.body[i] = a.body[i]
+    return a, b
+
+
+@pytest.mark.parametrize("layers,shared", [(("body.2", "body.3"), 5), (("body.2", "body.4"), 3), (("body.1",), 0)])
+def test_shared_body_maps_equal_each_fold_alone(layers: tuple[str, ...], shared: int) -> None:
+    """Folds that share their first stages (a pack's frozen body) get the same maps as each model run alone, with
+    the CAM layers before, across and after the shared part."""
+    a, b = _two_folds(shared, seed=0)
     x = torch.rand(4, 3, 64, 64)
     spec = CamSpec("layercam", layers)
     p, maps, _ = ensemble_cams([a, b], x, spec, shared_upto=shared)
@@ -151,13 +158,7 @@ def _summed_logit_map(models: list[nn.Module], x: torch.Tensor, layers: tuple[st
 def test_ensemble_map_is_the_cam_of_the_summed_logits(layers: tuple[str, ...], shared: int) -> None:
     """combine="ensemble": one map per photo, from one backward pass, equal to the CAM of the folds' summed GS
     logit computed model by model; P(GS) stays each fold's own."""
-    torch.manual_seed(1)
-    a = create_model("tiny", pretrained=False).eval()
-    b = copy.deepcopy(a)
-    for q in b.parameters():
-        q.data.add_(torch.randn_like(q) * 0.3)
-    for i in range(shared):
-        b.body[i] = a.body[i]
+    a, b = _two_folds(shared, seed=1)
     x = torch.rand(3, 3, 64, 64)
     spec = CamSpec("hirescam", layers)
     p, maps, flat = ensemble_cams([a, b], x, spec, shared_upto=shared, combine="ensemble")
