@@ -282,10 +282,8 @@ class ScreeningModel:
         thread while torch computes the CAM, so a free core takes it (``mirror``: its future, when the caller
         started it).
         """
-        import torch
-
-        if mirror is None and self.tta_flip and self._beside_cam():
-            mirror = _side_thread().submit(self.predict_tensor_views, torch.flip(x, dims=[3]))
+        if mirror is None:
+            mirror = self._start_mirror(x)
         try:
             return self._explain(x, on_plain, mirror)
         except BaseException:
@@ -340,6 +338,14 @@ class ScreeningModel:
         maps, flat = normalise_cams(cam.detach().float().cpu().numpy())
         p = self._with_mirror(x, p_plain.cpu().numpy().astype(np.float64), on_plain, mirror)
         return p, maps.reshape(k_n, b, *x.shape[2:]), flat.reshape(k_n, b)
+
+    def _start_mirror(self, x: torch.Tensor) -> Future | None:
+        # The mirror view's per-fold P(GS), started in the side thread when it may run beside the CAM; else None.
+        if not (self.tta_flip and self._beside_cam()):
+            return None
+        import torch
+
+        return _side_thread().submit(self.predict_tensor_views, torch.flip(x, dims=[3]))
 
     def _with_mirror(self, x: torch.Tensor, p_plain: np.ndarray, on_plain: Callable[[np.ndarray], None] | None,
                      mirror: Future | None = None) -> np.ndarray:
@@ -515,7 +521,7 @@ class ScreeningModel:
         t0 = time.perf_counter()
         x = torch.from_numpy(np.stack([b.model_input for b in batch])).permute(0, 3, 1, 2).float().div_(255.0)
         region_deltas = None
-        if heatmap and (regions is None or regions):
+        if regions_wanted(heatmap, regions):
             # Facial-region attributions beside the heatmap: one forward of each photo's five occluded views. On
             # ONNX Runtime they run on a second thread while torch computes the CAM (both release the GIL), so a
             # free core halves the wait. The unoccluded view they are compared with is the CAM's own forward pass
@@ -525,11 +531,9 @@ class ScreeningModel:
             from gsscreen.explain_regions import pack_regions
 
             plain: Future = Future()
-            beside = self._beside_cam()
             # the mirror view first: the CAM waits for it, the regions wait for the CAM's plain view
-            mirror = _side_thread().submit(self.predict_tensor_views, torch.flip(x, dims=[3])) if (
-                beside and self.tta_flip) else None
-            side = _side_thread().submit(pack_regions, self, batch, plain.result) if beside else None
+            mirror = self._start_mirror(x)
+            side = _side_thread().submit(pack_regions, self, batch, plain.result) if self._beside_cam() else None
             try:
                 p, maps, flat = self.explain_tensor(x, on_plain=lambda pp: plain.set_result(pp.mean(axis=1)),
                                                     mirror=mirror)
@@ -640,6 +644,12 @@ class ScreeningModel:
         light.models = []
         light.onnx_body = None
         return light
+
+
+def regions_wanted(heatmap: bool, regions: bool | None) -> bool:
+    """Whether a screening computes the facial-region attributions: asked for (None = with the heatmap), and only
+    with the heatmap, whose forward pass they share."""
+    return bool(heatmap) and (regions is None or bool(regions))
 
 
 _SIDE: list[Any] = []
@@ -816,6 +826,7 @@ __all__ = [
     "demo_model_path",
     "expand_inputs",
     "format_table",
+    "regions_wanted",
     "resolve_model",
     "screen_batch",
 ]

@@ -46,7 +46,7 @@ def screen_each_face(model: ScreeningModel, cfg: ScreenConfig, progress: bool = 
         try:
             img, factor = load_image_scaled(f, model.decode_max_side)
             results = model.screen_faces(img, age_months=cfg.age_months, heatmap=cfg.heatmap, file=f, scale=factor,
-                                         regions=cfg.heatmap and cfg.regions)
+                                         regions=cfg.regions)
         except ImageError as exc:
             results = [model._empty(f, exc.reason, "unreadable", t0)]
         except Exception as exc:  # one photo never stops the batch: its row says what happened

@@ -397,8 +397,7 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
         prepared = [(k, item) for k, (_, _, item) in enumerate(block) if item is not None and
                     not isinstance(item, ScreenResult)]
         results = dict(zip([k for k, _ in prepared],
-                           model.screen_prepared([p for _, p in prepared], cfg.heatmap,
-                                                                     cfg.heatmap and cfg.regions), strict=True))
+                           model.screen_prepared([p for _, p in prepared], cfg.heatmap, cfg.regions), strict=True))
         items = []
         for k, (_, sha, item) in enumerate(block):
             if item is None:

@@ -205,7 +205,7 @@ class ScreenBatcher:
         """Screen one photo given as file bytes: ``(result, sha256 of the bytes)``. A photo that cannot be
         screened gives a result with ``problem`` set (as :meth:`ScreeningModel.screen_file`). ``regions``: the
         facial-region attributions too (None = with the heatmap, as :meth:`ScreeningModel.screen_prepared`)."""
-        from gsscreen.screening import ScreenResult
+        from gsscreen.screening import ScreenResult, regions_wanted
 
         self._ensure_thread()
         t0 = time.perf_counter()
@@ -214,8 +214,7 @@ class ScreenBatcher:
             prep.seconds = time.perf_counter() - t0
             return prep, sha
         fut: Future = Future()
-        self._queue.put((prep, (bool(heatmap), bool(heatmap) if regions is None else bool(regions and heatmap)),
-                         fut))
+        self._queue.put((prep, (bool(heatmap), regions_wanted(heatmap, regions)), fut))
         res = await asyncio.wrap_future(fut)
         res.seconds = time.perf_counter() - t0
         return res, sha
