@@ -12,7 +12,14 @@ from planted_blob import train_on_blobs
 from torch import nn
 
 from gsscreen.explain import compute_cams
-from gsscreen.explain_cam import CamSpec, cam_for_pack, default_cam, ensemble_cams, model_cams
+from gsscreen.explain_cam import (
+    CamSpec,
+    cam_for_pack,
+    default_cam,
+    ensemble_cams,
+    model_cams,
+    no_grad_stages,
+)
 from gsscreen.explain_faith import curve_auc, deletion_insertion, map_rank_correlation, random_maps, randomised_copy
 from gsscreen.models import create_model
 
@@ -173,6 +180,39 @@ def test_ensemble_map_is_the_cam_of_the_summed_logits(layers: tuple[str, ...], s
     np.testing.assert_allclose(one, ensemble_cams([a], x, spec)[1], atol=1e-6)
     with pytest.raises(ValueError, match="combine"):
         ensemble_cams([a], x, spec, combine="average")
+
+
+def test_no_backward_pass_below_the_earliest_cam_layer() -> None:
+    """When the earliest CAM layer is a whole shared stage, that stage runs without autograd (no backward pass
+    through its layers), the maps stay those of the long way, and ``front`` (the same stages computed elsewhere,
+    e.g. on ONNX Runtime) gives the same result."""
+    a, b = _two_folds(3, seed=2)
+    x = torch.rand(3, 3, 64, 64)
+    spec = CamSpec("hirescam", ("body.2", "body.4"))
+    assert no_grad_stages(a, spec, 3) == 3  # body.0-1 below the layer, body.2 the layer itself
+    assert no_grad_stages(a, spec, 2) == 2  # body.2 is a fold's own stage: it needs its parameters' graph
+    assert no_grad_stages(a, CamSpec("hirescam", ("body.2.1", "body.4")), 3) == 2  # a layer inside the stage
+    assert no_grad_stages(a, CamSpec("hirescam", ("body.2", "body.2.1")), 3) == 2  # two layers in that stage
+    assert no_grad_stages(a, CamSpec("gradcam", ("body.1",)), 0) == 0
+    backward_in_stage: list[int] = []
+    hook = a.body[2][0].register_full_backward_hook(lambda *_: backward_in_stage.append(1))
+    try:
+        p, maps, _ = ensemble_cams([a, b], x, spec, shared_upto=3, combine="ensemble")
+    finally:
+        hook.remove()
+    assert backward_in_stage == []
+    np.testing.assert_allclose(maps[0], _summed_logit_map([a, b], x, spec.layers), atol=1e-5)
+    twin = copy.deepcopy(a.body[:3])  # the same layers, other objects: as an ONNX copy would be
+    calls: list[tuple[int, ...]] = []
+
+    def front(t: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(t.shape))
+        return twin(t)
+
+    p2, maps2, _ = ensemble_cams([a, b], x, spec, shared_upto=3, combine="ensemble", front=front)
+    assert calls == [(3, 3, 64, 64)]
+    np.testing.assert_allclose(maps2, maps, atol=1e-6)
+    np.testing.assert_allclose(p2, p, atol=1e-6)
 
 
 def test_unshared_bodies_are_refused_and_layers_checked() -> None:

@@ -142,3 +142,34 @@ def test_mirror_view_beside_the_cam_equals_the_torch_one(model: ScreeningModel, 
         assert g.regions is None
         np.testing.assert_allclose(g.fold_p_gs, r.fold_p_gs, atol=1e-4)
         np.testing.assert_allclose(g.heatmap, r.heatmap, atol=1e-4)
+
+
+@pytest.mark.parametrize("layers", [("body.2", "body.4"), ("body.3",)])
+def test_cam_stages_without_autograd_run_on_onnx_too(model: ScreeningModel, astronaut: np.ndarray,
+                                                      grace_hopper: np.ndarray, layers: tuple[str, ...]) -> None:
+    """The stages an ensemble CAM runs without autograd (below its earliest layer, and that layer's own stage when
+    the layer is the whole stage) run on ONNX Runtime too, from an export of just those stages (or the body itself
+    when they are all of it); P(GS) and the map equal the all-torch ones."""
+    from gsscreen.explain_cam import CamSpec, no_grad_stages
+
+    spec = CamSpec("hirescam", layers)
+    front = no_grad_stages(model.base, spec, model.shared_upto)
+    preps = [model.prepare(img) for img in (astronaut, grace_hopper)]
+    cam, calls = model.cam, []
+    try:
+        model.cam = spec
+        model.use_onnx(False)
+        ref = model.screen_prepared(preps, heatmap=True, regions=False)
+        assert model.use_onnx(True) == "" and model.onnx_front is not None
+        assert (model.onnx_front is model.onnx_body) == (front == model.shared_upto)
+        assert onnx_body.cache_path(model, front).is_file()
+        real = model.onnx_front
+        model.onnx_front = lambda x: calls.append(len(x)) or real(x)
+        got = model.screen_prepared(preps, heatmap=True, regions=False)
+    finally:
+        model.cam = cam
+        model.use_onnx(False)
+    assert calls == [2]
+    for a, b in zip(got, ref, strict=True):
+        assert a.p_gs == pytest.approx(b.p_gs, abs=1e-5)
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-3)

@@ -14,6 +14,7 @@ from gsscreen.faces.mtcnn import Detection
 from gsscreen.faces.orientation import (
     HOG_MARGIN,
     HOG_MIN,
+    frontal_face_detector,
     hog_rejects,
     hog_turn_scores,
     inside_photo,
@@ -169,6 +170,29 @@ def test_hog_check_tells_an_upright_crop_from_its_turns(grace_hopper: np.ndarray
     assert s[0] - s[1:].max() >= HOG_MARGIN
     for k in (1, 2, 3):  # the same face lying on its side or upside down in the view
         assert hog_rejects(hog_turn_scores(np.ascontiguousarray(np.rot90(crop, k)), lm)), k
+
+
+def test_hog_detector_from_the_cache_detects_the_same(grace_hopper: np.ndarray, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector saved into the cache (loaded in milliseconds instead of decoding dlib's compiled-in copy) gives
+    the same detections; a damaged cache file is written again; no writable cache: the compiled-in copy."""
+    import dlib
+
+    monkeypatch.setenv("GSSCREEN_CACHE", str(tmp_path / "cache"))
+    grey = np.ascontiguousarray(grace_hopper.mean(axis=2).astype(np.uint8))
+    want = dlib.get_frontal_face_detector().run(grey, 0, -1.5)
+    first = frontal_face_detector()  # writes the cache file
+    files = list((tmp_path / "cache" / "dlib").glob("*.svm"))
+    assert len(files) == 1 and dlib.__version__ in files[0].name
+    for det in (first, frontal_face_detector()):  # the second one is read from the file
+        rects, scores, _ = det.run(grey, 0, -1.5)
+        assert list(scores) == list(want[1]) and [r.left() for r in rects] == [r.left() for r in want[0]]
+    files[0].write_bytes(b"not a detector")
+    assert list(frontal_face_detector().run(grey, 0, -1.5)[1]) == list(want[1])
+    assert files[0].stat().st_size > 100_000  # written again
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("GSSCREEN_CACHE", str(tmp_path / "blocked"))
+    assert list(frontal_face_detector().run(grey, 0, -1.5)[1]) == list(want[1])
 
 
 def test_upside_down_face_read_as_upright_by_mtcnn_is_turned(grace_hopper: np.ndarray,

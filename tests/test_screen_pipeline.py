@@ -189,8 +189,8 @@ def test_sigkill_in_the_middle_then_resume_gives_the_same_table(pack_path: Path,
 
 
 def test_resumption_tells_packs_with_the_same_weights_apart(model: ScreeningModel, tmp_path: Path) -> None:
-    """Same weights (same model id) but another mirror-averaging setting or threshold: a rerun must not reuse the
-    first pack's rows; a different creation time or card text changes nothing."""
+    """Same weights (same model id) but another mirror-averaging setting, threshold or decision: a rerun must not
+    reuse the first pack's rows; a different creation time or card text changes nothing."""
     import copy
 
     from gsscreen.screening_pipeline import settings_hash
@@ -205,3 +205,110 @@ def test_resumption_tells_packs_with_the_same_weights_apart(model: ScreeningMode
     same = copy.copy(model)
     same.info = {**model.info, "created": "2000-01-01T00:00:00+00:00", "holdout_note": "other words"}
     assert settings_hash(same, cfg) == h
+    # another operating point or prevalence (--operating-point, --prevalence) makes other calls: rows not reused
+    for point, prevalence in (("balanced", None), (None, 0.02)):
+        other = copy.copy(model)
+        other.set_decision(point, prevalence)
+        assert settings_hash(other, cfg) != h, (point, prevalence)
+
+
+def test_networks_load_in_a_thread_while_photos_are_prepared(model: ScreeningModel, pack_path: Path, folder: Path,
+                                                             tmp_path: Path) -> None:
+    """The command line's path: a preparation-only model from the pack's verified metadata starts the workers, the
+    networks load in a thread meanwhile; the table equals the one of the model loaded first."""
+    import threading
+
+    from gsscreen.modelpack import read_pack_info
+
+    contents = read_pack_info(pack_path)
+    light = ScreeningModel.for_preparation(contents)
+    assert not light.has_networks and light.models == [] and model.has_networks
+    loaded_in: list[str] = []
+
+    def networks() -> ScreeningModel:
+        loaded_in.append(threading.current_thread().name)
+        return load_model_pack(pack_path, contents=contents)
+
+    cfg = dict(inputs=[str(folder)], age_months=50, batch_size=4, workers=2)
+    early = run_screening(light, ScreenConfig(**cfg, out_dir=str(tmp_path / "early")), progress=False,
+                          networks=networks)
+    first = run_screening(model, ScreenConfig(**cfg, out_dir=str(tmp_path / "first")), progress=False)
+    assert loaded_in == ["gsscreen-load"]
+    pd.testing.assert_frame_equal(early.drop(columns=["p_gs", "fold_p_gs"]), first.drop(columns=["p_gs", "fold_p_gs"]))
+    np.testing.assert_allclose(early["p_gs"], first["p_gs"], atol=1e-6)
+    assert sorted(os.listdir(tmp_path / "early" / "heatmaps")) == sorted(os.listdir(tmp_path / "first" / "heatmaps"))
+    # the boxed photos, encoded by the workers, are the same files as those encoded here
+    for f in (tmp_path / "first" / "heatmaps").glob("*_faces.png"):
+        assert f.read_bytes() == (tmp_path / "early" / "heatmaps" / f.name).read_bytes()
+
+
+def test_networks_that_fail_or_differ_stop_the_run(model: ScreeningModel, pack_path: Path, folder: Path,
+                                                   tmp_path: Path) -> None:
+    from gsscreen.modelpack import ModelPackError, read_pack_info
+
+    light = ScreeningModel.for_preparation(read_pack_info(pack_path))
+    cfg = dict(inputs=[str(folder)], batch_size=4, workers=1)
+    with pytest.raises(ValueError, match="needs `networks`"):
+        run_screening(light, ScreenConfig(**cfg, out_dir=str(tmp_path / "a")), progress=False)
+
+    def broken() -> ScreeningModel:
+        raise ModelPackError("m.gss: tensor fold0.x has shape [1] but model.json says [2]")
+
+    with pytest.raises(ModelPackError, match="has shape"):
+        run_screening(light, ScreenConfig(**cfg, out_dir=str(tmp_path / "b")), progress=False, networks=broken)
+    other = load_model_pack(pack_path)
+    other.set_decision("balanced")  # another operating point: other calls than the photos were prepared for
+    with pytest.raises(ValueError, match="not the one"):
+        run_screening(light, ScreenConfig(**cfg, out_dir=str(tmp_path / "c")), progress=False,
+                      networks=lambda: other)
+
+
+def test_preparation_only_model_prepares_as_the_loaded_one(model: ScreeningModel, pack_path: Path,
+                                                           astronaut: np.ndarray) -> None:
+    """Built from the pack's metadata alone, without importing torch (checked in a fresh interpreter), it prepares
+    a photo exactly as the loaded pack's preprocessor does."""
+    from gsscreen.modelpack import read_pack_info
+
+    light = ScreeningModel.for_preparation(read_pack_info(pack_path))
+    a, b = light.prepare(astronaut, age_months=40), model.preprocessor().prepare(astronaut, age_months=40)
+    assert np.array_equal(a.crop, b.crop) and np.array_equal(a.model_input, b.model_input)
+    assert (a.flags, a.reasons, a.notes, a.face, a.usable) == (b.flags, b.reasons, b.notes, b.face, b.usable)
+    assert light.threshold == model.threshold and light.model_id == model.model_id
+    code = ("import sys; from gsscreen.modelpack import read_pack_info; from gsscreen.screening import "
+            f"ScreeningModel; m = ScreeningModel.for_preparation(read_pack_info({str(pack_path)!r})); "
+            "print('torch' in sys.modules, m.has_networks)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["False", "False"]
+
+
+def test_workers_run_below_this_process_priority(model: ScreeningModel, folder: Path, tmp_path: Path) -> None:
+    """The workers prepare ahead of the model: when both want a core, the model's process gets it."""
+    from gsscreen.screening_pipeline import WORKER_NICENESS, _start_workers
+
+    files, _ = expand_inputs([str(folder)])
+    ex = _start_workers(model, files, {}, ScreenConfig(inputs=files, out_dir=str(tmp_path), workers=2))
+    try:
+        assert ex.submit(os.nice, 0).result() == min(19, os.nice(0) + WORKER_NICENESS)
+    finally:
+        ex.shutdown()
+
+
+def test_a_failed_background_write_stops_the_run(model: ScreeningModel, folder: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer thread's error comes up in the run (the rows written before it stay)."""
+    import gsscreen.screening_pipeline as sp
+
+    real, calls = sp._append, []
+
+    def append(path: Path, text: str) -> None:
+        calls.append(path.name)
+        if len(calls) > 2:  # the second batch's results.jsonl
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(sp, "_append", append)
+    with pytest.raises(OSError, match="No space left"):
+        run_screening(model, ScreenConfig(inputs=[str(folder)], out_dir=str(tmp_path), batch_size=4, workers=0),
+                      progress=False)
+    assert len(list(read_records(tmp_path / RESULTS_JSONL))) == 4

@@ -44,7 +44,7 @@ leaf that needs a gradient, and each fold's maps come from its own backward pass
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +174,22 @@ def _fuse(per_layer: list[torch.Tensor], size: tuple[int, int]) -> tuple[np.ndar
     return maps, flat | np.all(flats, axis=0)
 
 
+def no_grad_stages(model: nn.Module, spec: CamSpec, shared_upto: int) -> int:
+    """How many leading body stages :func:`ensemble_cams` runs without autograd: those below the earliest CAM
+    layer, and that layer's stage too when the layer *is* the whole stage, shared and the only CAM layer in it.
+
+    The gradient is needed from the earliest CAM layer on, never below it. When that layer is a whole stage, the
+    stage's output is the leaf the gradient stops at, so no backward pass runs through the stage's own layers (for
+    the FaceNet pack's ``body.2``, the five 17-px Inception blocks: about a tenth of the backward work)."""
+    n_body = len(model.body)  # type: ignore[arg-type]
+    stages = [_stage_index(n, n_body) for n in spec.layers]
+    first = min(stages)
+    s = max(0, min(int(shared_upto), n_body))
+    name = spec.layers[stages.index(first)]
+    whole = first < s and stages.count(first) == 1 and model.get_submodule(name) is model.body[first]  # type: ignore[index]
+    return first + 1 if whole else min(first, s)
+
+
 def ensemble_cams(
     models: Sequence[nn.Module],
     x: torch.Tensor,
@@ -181,6 +197,7 @@ def ensemble_cams(
     shared_upto: int = 0,
     class_idx: int = 1,
     combine: str = "folds",
+    front: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CAM maps of a fold ensemble for a batch: ``(probs (B, K), maps (M, B, H, W) 0–1, flat (M, B))``.
 
@@ -195,6 +212,9 @@ def ensemble_cams(
     is the ReLU of the sum of the folds' signed maps; at a fold's own layer the folds' signed maps are summed. It
     differs from the mean of the folds' maps only in where the ReLU and the 0–1 scaling act, and it costs one
     backward pass over the shared layers instead of K (``benchmarks/bench_faithfulness.py`` compares them).
+
+    front: the first :func:`no_grad_stages` body stages of ``models[0]`` as another callable (``(B, 3, H, W)`` →
+    that stage's output, no autograd), e.g. the same layers on ONNX Runtime; by default they run in torch.
     """
     import torch
 
@@ -238,13 +258,18 @@ def ensemble_cams(
         for model in models:
             model.eval()
         body0 = models[0].body  # type: ignore[union-attr]
+        start = no_grad_stages(models[0], spec, s)
         with torch.no_grad():
-            h = x
-            for i in range(min(first, s)):
-                h = body0[i](h)
+            if front is not None and start > 0:
+                h = front(x)
+            else:
+                h = x
+                for i in range(start):
+                    h = body0[i](h)
         with torch.enable_grad():
             h = h.detach().requires_grad_(True)
-            start = min(first, s)
+            if start > first:  # the earliest CAM layer is stage `first` itself: its output is the leaf
+                captured[(-1, spec.layers[stages.index(first)])] = h
             for i in range(start, s):
                 h = body0[i](h)
             logits = []

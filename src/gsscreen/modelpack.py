@@ -39,7 +39,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -567,13 +567,13 @@ def _is_shipped_demo(path: Path) -> bool:
         return False
 
 
-def read_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> PackContents:
-    """Read and verify a pack's files: every member against ``manifest.json`` (and its signature against
-    ``trusted_keys``, Ed25519 public keys, when given; the shipped demo pack always against its own key), format,
-    gsscreen version, weights checksum, tensor list.
+def read_pack_info(path: str | Path, trusted_keys: list[Any] | None = None) -> PackContents:
+    """Read and verify a pack's files as :func:`read_model_pack` does, except the tensors: every member against
+    ``manifest.json`` (and the signature), format, gsscreen version, the weights' checksum. ``tensors`` is left
+    empty and torch is not imported, so this takes a fraction of a second: enough to start preparing photos
+    (:meth:`gsscreen.screening.ScreeningModel.for_preparation`) while the network loads.
 
-    Raises :class:`ModelPackError` naming the pack and the problem. Does not build the network (see
-    :func:`load_model_pack`).
+    Raises :class:`ModelPackError` naming the pack and the problem.
     """
     import gsscreen
 
@@ -600,9 +600,24 @@ def read_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> 
     if _version_tuple(made_with)[:2] > _version_tuple(gsscreen.__version__)[:2]:
         raise ModelPackError(f"{p}: made with gsscreen {made_with}, newer than this gsscreen "
                              f"{gsscreen.__version__}; upgrade gsscreen to use it")
-    blob = members[WEIGHTS]
-    if sha256_bytes(blob) != info.get("weights_sha256"):
+    if sha256_bytes(members[WEIGHTS]) != info.get("weights_sha256"):
         raise ModelPackError(f"{p}: {TAMPERED}")
+    card = members.get(MODEL_CARD, b"").decode("utf-8", errors="replace") or model_card(info)
+    return PackContents(p, info, {}, card, signed_by=verified.signed_by, members=members)
+
+
+def read_model_pack(path: str | Path, trusted_keys: list[Any] | None = None,
+                    contents: PackContents | None = None) -> PackContents:
+    """Read and verify a pack's files: every member against ``manifest.json`` (and its signature against
+    ``trusted_keys``, Ed25519 public keys, when given; the shipped demo pack always against its own key), format,
+    gsscreen version, weights checksum, tensor list.
+
+    ``contents``: what :func:`read_pack_info` already read and verified from ``path`` (its members are not read
+    again). Raises :class:`ModelPackError` naming the pack and the problem. Does not build the network (see
+    :func:`load_model_pack`).
+    """
+    c = contents if contents is not None else read_pack_info(path, trusted_keys)
+    p, info, blob = c.path, c.info, c.members[WEIGHTS]
     from safetensors.torch import load as st_load
 
     try:
@@ -618,8 +633,7 @@ def read_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> 
         if list(tensors[k].shape) != list(manifest[k]):
             raise ModelPackError(f"{p}: tensor {k} has shape {list(tensors[k].shape)} but model.json says "
                                  f"{manifest[k]}")
-    card = members.get(MODEL_CARD, b"").decode("utf-8", errors="replace") or model_card(info)
-    return PackContents(p, info, tensors, card, signed_by=verified.signed_by, members=members)
+    return replace(c, tensors=tensors)
 
 
 def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
@@ -717,15 +731,17 @@ def build_fold_models(contents: PackContents) -> tuple[Any, list[Any]]:
     return base, models
 
 
-def load_model_pack(path: str | Path, trusted_keys: list[Any] | None = None) -> ScreeningModel:
+def load_model_pack(path: str | Path, trusted_keys: list[Any] | None = None,
+                    contents: PackContents | None = None) -> ScreeningModel:
     """Load a model pack (zip or folder) as a ready :class:`gsscreen.screening.ScreeningModel`.
 
     Checks, in order: the format version, gsscreen version compatibility, the SHA-256 of ``weights.safetensors``
     (a modified file is refused), the tensor list, and every tensor's shape against a freshly built model.
+    ``contents``: the pack as :func:`read_pack_info` read and verified it (not read again).
     """
     from gsscreen.screening import ScreeningModel
 
-    contents = read_model_pack(path, trusted_keys)
+    contents = read_model_pack(path, trusted_keys, contents)
     base, models = build_fold_models(contents)
     model = ScreeningModel(contents.info, base, models, card=contents.card, path=contents.path)
     model.card_figures = contents.figures
@@ -743,5 +759,6 @@ __all__ = [
     "load_model_pack",
     "model_card",
     "read_model_pack",
+    "read_pack_info",
     "tensors_fingerprint",
 ]

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from gsscreen.modelpack import PackContents
+
 from gsscreen.faces.quality import (
     INCONCLUSIVE,
     NOTE_TEXT,
@@ -149,7 +151,7 @@ class ScreeningModel:
     lock around :meth:`screen`).
     """
 
-    def __init__(self, info: dict[str, Any], base: nn.Module, models: list[nn.Module], card: str = "",
+    def __init__(self, info: dict[str, Any], base: nn.Module | None, models: list[nn.Module], card: str = "",
                  path: Path | None = None, quality: QualityLimits | None = None) -> None:
         from gsscreen.faces.align import AlignConfig
 
@@ -163,13 +165,17 @@ class ScreeningModel:
         self.set_decision()
         self.input_size = int(info["input_size"])
         self.tta_flip = bool(info.get("tta_flip", True))
-        self.n_body = len(base.body)  # type: ignore[arg-type]
-        self.shared_upto = min(int(info.get("unfreeze_from", self.n_body)), self.n_body)
-        self.cam_layer = str(base.spec.cam_layer)  # type: ignore[union-attr]
-        self.cam_index = _cam_index(self.cam_layer)
-        from gsscreen.explain_cam import cam_for_pack
+        if base is None:  # preparation only (:meth:`for_preparation`): no network, nothing to explain
+            self.n_body = self.shared_upto = 0
+            self.cam_layer, self.cam_index, self.cam = "", None, None
+        else:
+            self.n_body = len(base.body)  # type: ignore[arg-type]
+            self.shared_upto = min(int(info.get("unfreeze_from", self.n_body)), self.n_body)
+            self.cam_layer = str(base.spec.cam_layer)  # type: ignore[union-attr]
+            self.cam_index = _cam_index(self.cam_layer)
+            from gsscreen.explain_cam import cam_for_pack
 
-        self.cam = cam_for_pack(info, base)  # the pack's recorded CAM; older packs: Grad-CAM at cam_layer
+            self.cam = cam_for_pack(info, base)  # the pack's recorded CAM; older packs: Grad-CAM at cam_layer
         known = set(AlignConfig().key_fields())
         al = {k: tuple(v) if isinstance(v, list) else v for k, v in (info.get("alignment") or {}).items() if k in known}
         self.align_config = AlignConfig(**al)
@@ -180,6 +186,8 @@ class ScreeningModel:
         # with the pack's own detection size before "no face" is reported.
         self.decode_max_side = min(DECODE_MAX_SIDE, int(self.align_config.load_max_side))
         self.detect_config = replace(self.align_config, max_side=min(DETECT_MAX_SIDE, self.align_config.max_side))
+        self.onnx_body: Any = None  # the shared body on ONNX Runtime, and the CAM's no-grad stages (use_onnx)
+        self.onnx_front: Any = None
 
     def set_decision(self, operating_point: str | None = None, prevalence: float | None = None) -> None:
         """Use another operating point of the pack and/or a clinic's prevalence (raises ``DecisionError``)."""
@@ -239,14 +247,31 @@ class ScreeningModel:
 
     def use_onnx(self, enable: bool = True, threads: int = 1) -> str:
         """Run the shared frozen body on ONNX Runtime (see :mod:`gsscreen.models.onnx_body`) for P(GS) without
-        autograd; Grad-CAM keeps torch. Returns "" when enabled, else why not (torch is used)."""
-        self.onnx_body = None
+        autograd, and the stages the CAM runs without autograd (:func:`gsscreen.explain_cam.no_grad_stages`) there
+        too; the CAM's gradient keeps torch. Returns "" when enabled, else why not (torch is used)."""
+        self.onnx_body = self.onnx_front = None
         if not enable:
             return "disabled"
         from gsscreen.models.onnx_body import load_onnx_body
 
         self.onnx_body, why = load_onnx_body(self, threads)
+        front = self._cam_front_stages()
+        if self.onnx_body is not None and 0 < front < self.shared_upto:
+            self.onnx_front, _ = load_onnx_body(self, threads, upto=front)  # None: those stages stay on torch
+        elif self.onnx_body is not None and front == self.shared_upto:
+            self.onnx_front = self.onnx_body
         return why
+
+    def _cam_front_stages(self) -> int:
+        # How many leading body stages the ensemble CAM runs without autograd (0: none, or not that kind of CAM).
+        if self.cam is None or (self.cam.layers == (self.cam_layer,) and self.cam.method == "gradcam"):
+            return 0
+        from gsscreen.explain_cam import no_grad_stages
+
+        try:
+            return no_grad_stages(self.base, self.cam, self.shared_upto)
+        except ValueError:
+            return 0
 
     def _fold_logits(self, k: int, f: torch.Tensor, start: int | None = None) -> torch.Tensor:
         m = self.models[k]
@@ -303,7 +328,8 @@ class ScreeningModel:
         if self.cam.layers != (self.cam_layer,) or self.cam.method != "gradcam":
             from gsscreen.explain_cam import ensemble_cams
 
-            p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s, combine="ensemble")
+            p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s, combine="ensemble",
+                                          front=getattr(self, "onnx_front", None))
             return self._with_mirror(x, p, on_plain, mirror), maps, flat
         if c is None or c >= self.n_body:
             return self._explain_fallback(x, on_plain)
@@ -636,13 +662,25 @@ class ScreeningModel:
         prep = self.prepare_file(src, age_months=age_months, max_pixels=max_pixels)
         return prep if isinstance(prep, ScreenResult) else self.screen_prepared([prep], heatmap, regions)[0]
 
+    @classmethod
+    def for_preparation(cls, contents: PackContents) -> ScreeningModel:
+        """A model without networks, built from a pack's verified metadata alone
+        (:func:`gsscreen.modelpack.read_pack_info`; torch is not imported): it prepares photos exactly as the
+        loaded pack's :meth:`preprocessor` does, so preparation can start while the networks load."""
+        return cls(contents.info, None, [], card=contents.card, path=contents.path)
+
+    @property
+    def has_networks(self) -> bool:
+        """False for a copy that only prepares photos (:meth:`preprocessor`, :meth:`for_preparation`)."""
+        return self.base is not None
+
     def preprocessor(self) -> ScreeningModel:
         """A copy without the networks, for :meth:`prepare` / :meth:`prepare_file` in worker processes (small to
         pickle; unpickling it does not import torch)."""
         light = copy.copy(self)
         light.base = None  # type: ignore[assignment]
         light.models = []
-        light.onnx_body = None
+        light.onnx_body = light.onnx_front = None
         return light
 
 
@@ -689,6 +727,9 @@ class PreparedPhoto:
     quality: dict[str, Any] = field(default_factory=dict)
     landmarks: np.ndarray | None = field(default=None, repr=False)  # (5, 2) in crop pixels
     faces_overlay: np.ndarray | None = field(default=None, repr=False)
+    #: ``faces_overlay`` already encoded as a PNG file's bytes (then ``faces_overlay`` is None): folder screening's
+    #: workers encode it, so the model's process does not
+    faces_png: bytes | None = field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------------------------------- model lookup
@@ -775,11 +816,15 @@ RESULT_COLUMNS = ("file", "p_gs", "outcome", "call", "reasons", "threshold", "op
                   "heatmap", "iod_px", "yaw", "roll_deg", "n_faces", "fold_p_gs")
 
 
-def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True) -> pd.DataFrame:
+def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True,
+                 networks: Callable[[], ScreeningModel] | None = None) -> pd.DataFrame:
     """Screen every photo of ``cfg.inputs`` into ``cfg.out_dir``: ``results.csv``, ``results.jsonl`` (both appended
     a batch at a time; a rerun resumes), ``results.json``, ``heatmaps/<stem>_gradcam.png`` and ``config.json``.
     Returns the results table (one row per photo, in input order; a photo that fails has ``problem`` set and no
-    ``p_gs``). The work is done by :func:`gsscreen.screening_pipeline.run_screening`."""
+    ``p_gs``). The work is done by :func:`gsscreen.screening_pipeline.run_screening`.
+
+    ``networks``: with a preparation-only ``model`` (:meth:`ScreeningModel.for_preparation`), the function that
+    loads the full one; photos are prepared while it runs."""
     from gsscreen.screening_pipeline import run_screening
 
     if cfg.face not in ("largest", "all"):
@@ -787,8 +832,9 @@ def screen_batch(model: ScreeningModel, cfg: ScreenConfig, progress: bool = True
     if cfg.face == "all":
         from gsscreen.screening_faces import screen_each_face
 
-        return screen_each_face(model, cfg, progress=progress)
-    return run_screening(model, cfg, progress=progress)
+        return screen_each_face(model if model.has_networks or networks is None else networks(), cfg,
+                                progress=progress)
+    return run_screening(model, cfg, progress=progress, networks=networks)
 
 
 def format_table(table: pd.DataFrame, width: int = 40) -> str:

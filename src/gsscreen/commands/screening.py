@@ -38,9 +38,17 @@ TRUSTED_KEY_HELP = ("Ed25519 public key (PEM) the model pack must be signed with
 
 def _load(model: Path | None, trusted_key: list[Path] | None = None, operating_point: str | None = None,
           prevalence: float | None = None):  # -> ScreeningModel
+    return _load_later(model, trusted_key, operating_point, prevalence)[1]()
+
+
+def _load_later(model: Path | None, trusted_key: list[Path] | None = None, operating_point: str | None = None,
+                prevalence: float | None = None):  # -> (ScreeningModel, Callable[[], ScreeningModel])
+    """The pack read and verified now, without torch: ``(a preparation-only model, a function that loads the
+    networks)``; the second part takes seconds (importing torch, building the networks), so ``screen`` runs it
+    while photos are already being prepared. A pack or decision error exits 2 with one red line, from either."""
     from gsscreen.decision import DecisionError
-    from gsscreen.modelpack import ModelPackError, load_model_pack
-    from gsscreen.screening import resolve_model
+    from gsscreen.modelpack import ModelPackError, load_model_pack, read_pack_info
+    from gsscreen.screening import ScreeningModel, resolve_model
 
     try:
         path, is_demo = resolve_model(model)
@@ -50,14 +58,29 @@ def _load(model: Path | None, trusted_key: list[Path] | None = None, operating_p
     if is_demo:
         typer.secho(f"no --model given: using the shipped demo model ({path.name}; Down syndrome only, a "
                     "demonstration, not a medical device)", err=True, fg="yellow")
-    try:
-        m = load_model_pack(path, _trusted(trusted_key))
+
+    def decided(m: ScreeningModel) -> ScreeningModel:
         if operating_point is not None or prevalence is not None:
             m.set_decision(operating_point, prevalence)
         return m
-    except (ModelPackError, DecisionError) as exc:
+
+    def failed(exc: Exception) -> typer.Exit:
         typer.secho(str(exc), err=True, fg="red")
-        raise typer.Exit(2) from None
+        return typer.Exit(2)
+
+    try:
+        contents = read_pack_info(path, _trusted(trusted_key))
+        light = decided(ScreeningModel.for_preparation(contents))
+    except (ModelPackError, DecisionError) as exc:
+        raise failed(exc) from None
+
+    def networks() -> ScreeningModel:
+        try:
+            return decided(load_model_pack(path, contents=contents))
+        except (ModelPackError, DecisionError) as exc:
+            raise failed(exc) from None
+
+    return light, networks
 
 
 def export(
@@ -138,7 +161,7 @@ def screen(
 
     if age_months is not None and age_months < 0:
         raise typer.BadParameter("--age-months must be >= 0")
-    m = _load(model, trusted_key, operating_point, prevalence)
+    m, networks = _load_later(model, trusted_key, operating_point, prevalence)  # networks: while photos are read
     cfg = ScreenConfig(inputs=list(photos), model=str(m.path) if m.path else None, age_months=age_months,
                        heatmap=not no_heatmap, out_dir=str(output), quality=m.quality, batch_size=batch_size,
                        workers=workers, runtime=runtime, face=face, regions=regions)
@@ -146,7 +169,7 @@ def screen(
         raise typer.BadParameter("--regions needs the heatmap: drop --no-heatmap")
     if face not in ("largest", "all"):
         raise typer.BadParameter("--face must be 'largest' or 'all'")
-    table = screen_batch(m, cfg, progress=True)
+    table = screen_batch(m, cfg, progress=True, networks=networks)
     d = m.decision
     typer.echo(f"model {m.model_id}: operating point {d.operating_point.name}, threshold {m.threshold:.4f}; P(GS) "
                + (("calibrated" + (f", adjusted to prevalence {d.prevalence:g}" if d.prevalence else

@@ -56,21 +56,24 @@ class OnnxBody:
         return torch.from_numpy(outs[0] if len(outs) == 1 else np.concatenate(outs))
 
 
-def cache_path(model: ScreeningModel) -> Path:
-    """Where the pack's body export lives in the cache."""
+def cache_path(model: ScreeningModel, upto: int | None = None) -> Path:
+    """Where the export of the pack's first ``upto`` body stages (default: the shared body) lives in the cache."""
     from gsscreen.paths import cache_dir
 
-    blob = json.dumps({"weights": model.info.get("weights_sha256"), "upto": model.shared_upto,
+    upto = model.shared_upto if upto is None else int(upto)
+    blob = json.dumps({"weights": model.info.get("weights_sha256"), "upto": upto,
                        "size": model.input_size, "backbone": model.info.get("backbone"), "opset": OPSET},
                       sort_keys=True)
     return cache_dir("onnx") / f"body-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.onnx"
 
 
-def export_body(model: ScreeningModel, path: Path) -> Path:
-    """Export ``model.base.body[:shared_upto]`` to ``path`` (atomically; needs the ``onnx`` package)."""
+def export_body(model: ScreeningModel, path: Path, upto: int | None = None) -> Path:
+    """Export ``model.base.body[:upto]`` (default: the shared body, ``shared_upto`` stages) to ``path``
+    (atomically; needs the ``onnx`` package)."""
     import torch
 
-    body = torch.nn.Sequential(*list(model.base.body)[: model.shared_upto]).eval()
+    upto = model.shared_upto if upto is None else int(upto)
+    body = torch.nn.Sequential(*list(model.base.body)[:upto]).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     s = model.input_size
@@ -83,22 +86,27 @@ def export_body(model: ScreeningModel, path: Path) -> Path:
     return path
 
 
-def load_onnx_body(model: ScreeningModel, threads: int = 1) -> tuple[OnnxBody | None, str]:
+def load_onnx_body(model: ScreeningModel, threads: int = 1, upto: int | None = None) -> tuple[OnnxBody | None, str]:
     """``(the ONNX body, "")`` when it can be used, else ``(None, why not)``.
 
-    Exports into the cache on first use (when ``onnx`` is installed), then checks the outputs against torch."""
+    ``upto``: the number of leading body stages it runs (default: the shared frozen body; at most that many, as
+    only frozen stages have the same weights in every fold). Exports into the cache on first use (when ``onnx`` is
+    installed), then checks the outputs against torch."""
     import torch
 
+    upto = model.shared_upto if upto is None else int(upto)
     if model.shared_upto < 1:
         return None, "the model shares no frozen body"
+    if not 1 <= upto <= model.shared_upto:
+        raise ValueError(f"upto must be 1..{model.shared_upto} (the shared frozen stages), got {upto}")
     if importlib.util.find_spec("onnxruntime") is None:
         return None, "onnxruntime is not installed"
-    path = cache_path(model)
+    path = cache_path(model, upto)
     if not path.is_file():
         if importlib.util.find_spec("onnx") is None:
             return None, "exporting the body needs the `onnx` package (pip install onnx)"
         try:
-            export_body(model, path)
+            export_body(model, path, upto)
         except Exception as exc:  # an exporter gap must not stop screening: torch runs the body
             return None, f"export failed: {type(exc).__name__}: {exc}"
     import onnxruntime as ort
@@ -114,7 +122,7 @@ def load_onnx_body(model: ScreeningModel, threads: int = 1) -> tuple[OnnxBody | 
     s = model.input_size
     x = torch.from_numpy(np.random.default_rng(0).random((2, 3, s, s), dtype=np.float32))
     with torch.inference_mode():
-        ref = model._run(model.base, x, 0, model.shared_upto)
+        ref = model._run(model.base, x, 0, upto)
     diff = float((body(x) - ref).abs().max())
     if not diff <= TOLERANCE:
         return None, f"ONNX body differs from torch by {diff:.2e} (> {TOLERANCE:g})"
