@@ -42,6 +42,7 @@ import pandas as pd
 
 from gsscreen.errors import GsscreenError, describe_image_error
 from gsscreen.groups import NEAR_DUPLICATE_SEP
+from gsscreen.imagefiles import IMAGE_EXTENSIONS, find_images
 
 GS = "GS"
 CONTROL = "control"
@@ -54,7 +55,6 @@ INTERNAL_COLUMNS: tuple[str, ...] = (
     "source_row", "label_raw", "subject_inferred", "sha256", "phash", "near_duplicate_of"
 )
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
 
 # Label spellings accepted, after lower-casing and turning runs of spaces / "_" / "-" into one space.
 # Anything else is reported as ``unknown_label`` (never guessed, never dropped).
@@ -809,25 +809,6 @@ def _check_images(
 
 # ----------------------------------------------------------------------------------------------------------
 # from folders and back to CSV
-
-
-def _natural_key(path: Path) -> list[Any]:
-    # "img_2" before "img_10"
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.as_posix())]
-
-
-def find_images(folder: str | Path) -> list[Path]:
-    """All image files under ``folder``, recursively (extensions in :data:`IMAGE_EXTENSIONS`, any case),
-    in natural order; hidden files and folders (starting with ".") are skipped."""
-    root = Path(folder)
-    found = [
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
-    return sorted(found, key=_natural_key)
 
 
 def cohort_from_folders(

@@ -781,7 +781,7 @@ _GLOB_CHARS = set("*?[")
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Photos named by ``inputs`` (files, folders searched recursively, glob patterns), in order, without
     duplicates; plus ``(input, problem)`` for inputs that name nothing."""
-    from gsscreen.cohort import find_images
+    from gsscreen.imagefiles import find_images
 
     out: list[str] = []
     problems: list[tuple[str, str]] = []

@@ -474,9 +474,6 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
     """
     from concurrent.futures import wait
 
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     from gsscreen.config import save_config
     from gsscreen.screening import CALL_NONE, ScreenResult, expand_inputs
 
@@ -548,6 +545,8 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
     try:
         if loading is None:  # the model is here: ready it before the first photo arrives
             full = take_model()
+        from tqdm.auto import tqdm
+
         bar = tqdm(total=len(files), desc="screening", unit="photo", disable=not progress or len(files) < 2,
                    smoothing=0.05)
         for item in _prepared_stream(model, files, writer.done, cfg, window=2 * b, ex=ex):
@@ -571,6 +570,8 @@ def run_screening(model: ScreeningModel, cfg: ScreenConfig, progress: bool = Tru
             ex.shutdown(wait=True, cancel_futures=True)
     writer.finish(bad_names + files)
     writer.write_json(model, bad_inputs)
+    import pandas as pd  # here, not above: its import (~0.3 s) would hold up the workers' start
+
     return pd.read_csv(out / RESULTS_CSV, keep_default_na=True)
 
 
