@@ -9,14 +9,17 @@ syndrome, half controls; symlinked into ``--out``):
   threads screening uses: ONNX Runtime when available) on the aligned crops, model loading excluded;
 - ``screen``: ``gsscreen screen FOLDER --no-heatmap`` (this checkout), start-up included;
 - ``old``: the same command from ``--old-src`` (the code before the pipeline; e.g. ``git archive 884fee0 src``);
-- the same two with heatmaps, on the first ``--n-heatmap`` photos of each class (default 100 in all), alternating
+- the same two with heatmaps, on ``--n-heatmap`` photos (half of each class; default: the same ``--n``), alternating
   ``--repeat`` times (the median is reported); ``--old-model`` gives the old code a pack of its own (the shipped
   pack's format is newer than it reads), e.g. the same kind of model as ``--model`` for a like-for-like ratio.
+  A smaller ``--n-heatmap`` (e.g. 100) is quicker but weighs the start-up (importing torch, loading the pack,
+  starting the workers: about 4 s, more than the old path's) far more than an archive run does.
 
 Goals: ``(align + forward) / screen ≥ 0.8`` without heatmaps; ``old / screen ≥ 2`` with heatmaps.
 
     .venv/bin/python benchmarks/bench_screen_pipeline.py --data ../shared/data --n 600 \\
-        --old-src /work/artifacts/speed/old/src --out /work/artifacts/speed/bench
+        --old-src /work/artifacts/speed/old/src --out /work/artifacts/speed/bench   # ~25 min with heatmaps
+    .venv/bin/python benchmarks/bench_screen_pipeline.py --heatmap-only --n 600 --old-src OLD/src  # ~20 min
 """
 
 from __future__ import annotations
@@ -89,8 +92,8 @@ def main() -> None:
     ap.add_argument("--heatmap-only", action="store_true", help="only the heatmap comparison (no align, forward or "
                     "no-heatmap screening)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each heatmap screening (median taken)")
-    ap.add_argument("--n-heatmap", type=int, default=100,
-                    help="photos of the heatmap comparison (the old path takes seconds a photo on a busy machine)")
+    ap.add_argument("--n-heatmap", type=int, default=None,
+                    help="photos of the heatmap comparison (default: --n; the old path takes ~0.2 s a photo)")
     ap.add_argument("--old-no-heatmap", action="store_true", help="also time the old path without heatmaps")
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="bench_pipeline_")))
     args = ap.parse_args()
@@ -120,6 +123,7 @@ def main() -> None:
     warm = args.out / "cache_screen"
     _run([py, "-m", "gsscreen", "screen", str(next(folder.iterdir())), *model, "-o", str(fresh("first")),
           "--no-heatmap"], REPO_SRC, warm)  # the one-time export of the ONNX body into the cache
+    args.n_heatmap = args.n_heatmap or args.n
     hm_folder = photo_folder(args.data, args.n_heatmap, args.out / f"photos_hm{args.n_heatmap}")
     runs = [] if args.heatmap_only else [("screen", REPO_SRC, ["--no-heatmap"], folder)]
     if args.old_src and args.old_no_heatmap:
