@@ -179,8 +179,9 @@ def no_grad_stages(model: nn.Module, spec: CamSpec, shared_upto: int) -> int:
     layer, and that layer's stage too when the layer *is* the whole stage, shared and the only CAM layer in it.
 
     The gradient is needed from the earliest CAM layer on, never below it. When that layer is a whole stage, the
-    stage's output is the leaf the gradient stops at, so no backward pass runs through the stage's own layers (for
-    the FaceNet pack's ``body.2``, the five 17-px Inception blocks: about a tenth of the backward work)."""
+    stage's output is the leaf the gradient stops at, so the whole stage can run elsewhere without autograd (the
+    ``front`` of :func:`ensemble_cams`, e.g. on ONNX Runtime). (``autograd.grad`` already skipped the backward pass
+    below the layer, so running the stage without autograd in torch saves no time by itself.)"""
     n_body = len(model.body)  # type: ignore[arg-type]
     stages = [_stage_index(n, n_body) for n in spec.layers]
     first = min(stages)

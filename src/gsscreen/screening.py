@@ -262,9 +262,15 @@ class ScreeningModel:
             self.onnx_front = self.onnx_body
         return why
 
+    @property
+    def _ensemble_cam(self) -> bool:
+        # The pack's CAM is an explain_cam spec (one map of the ensemble), not the older single-layer Grad-CAM at the
+        # backbone's cam_layer, which _explain computes fold by fold.
+        return self.cam is not None and (self.cam.layers != (self.cam_layer,) or self.cam.method != "gradcam")
+
     def _cam_front_stages(self) -> int:
         # How many leading body stages the ensemble CAM runs without autograd (0: none, or not that kind of CAM).
-        if self.cam is None or (self.cam.layers == (self.cam_layer,) and self.cam.method == "gradcam"):
+        if not self._ensemble_cam:
             return 0
         from gsscreen.explain_cam import no_grad_stages
 
@@ -325,7 +331,7 @@ class ScreeningModel:
 
         k_n, b = len(self.models), x.shape[0]
         c, s = self.cam_index, self.shared_upto
-        if self.cam.layers != (self.cam_layer,) or self.cam.method != "gradcam":
+        if self._ensemble_cam:
             from gsscreen.explain_cam import ensemble_cams
 
             p, maps, flat = ensemble_cams(self.models, x, self.cam, shared_upto=s, combine="ensemble",
